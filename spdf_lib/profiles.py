@@ -1,0 +1,182 @@
+"""Run profiles as data: how big every experiment of the book is at ``smoke``, ``cpu`` and ``gpu``.
+
+A profile names the model presets (small first: the GPT-2 Small analog, then the GPT-3 XL analog),
+the pre-training sparsity levels, seeds, tasks and every budget. Chapters take a profile name as
+their only knob; chapter 00 prints this table with the measured wall time of each profile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Pre-training budget and optimiser (chapter 04).
+
+    Tokens per run = ``tokens_per_param`` x total parameters (embeddings included, the Chinchilla
+    count), capped at ``max_tokens`` when set, rounded down to whole optimizer steps.
+    """
+
+    tokens_per_param: float
+    max_tokens: int | None
+    seq_len: int
+    batch_size: int  # sequences per optimizer step
+    lr: float
+    min_lr_ratio: float = 0.1
+    warmup_frac: float = 0.02
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    eval_every: int = 200  # steps between validation-loss measurements
+    eval_batches: int = 8
+    checkpoint_every: int = 500  # steps between resumable checkpoints
+    corpus_docs: int | None = None  # first N documents of each source (None: the whole corpus)
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """Fine-tuning and evaluation budget of one downstream task (chapters 05 and 06)."""
+
+    name: str
+    epochs: int
+    max_train_examples: int | None = None  # None: the whole training split
+    max_test_inputs: int | None = None  # None: the whole test split
+    max_dev_examples: int = 500  # validation pairs used to pick the learning rate
+    max_new_tokens: int = 64
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Dense fine-tuning after the LoRA NLG setup, scaled down (chapter 05)."""
+
+    tasks: tuple[TaskSettings, ...]
+    batch_size: int
+    lr_grid: tuple[float, ...]
+    max_len: int  # source + separator + target + EOS, in tokens
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.06
+    beam_size: int = 4
+    length_penalty: float = 0.9
+    no_repeat_ngram_size: int = 4
+    sparse_control: bool = True  # also fine-tune the 75% models with their masks kept
+
+
+@dataclass(frozen=True)
+class PruningSettings:
+    """Iterative magnitude pruning of the dense large model (chapter 08)."""
+
+    iterations: int = 8
+    fraction_per_iteration: float = 0.2
+    retrain_tokens: int = 0  # tokens of pre-training data between two pruning steps
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that sets the size of a run of the book."""
+
+    name: str
+    description: str
+    vocab_size: int
+    tokenizer_train_chars: int
+    sizes: tuple[str, ...]  # model presets, the GPT-2 Small analog first
+    sparsity_levels: tuple[float, ...]
+    seeds: tuple[int, ...]
+    pretrain: PretrainSettings
+    finetune: FinetuneSettings
+    pruning: PruningSettings
+    workers: int = 1  # runs trained side by side (processes sharing one GPU)
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.finetune.tasks)
+
+    def task(self, name: str) -> TaskSettings:
+        for settings in self.finetune.tasks:
+            if settings.name == name:
+                return settings
+        raise ValueError(f"task {name!r} is not part of profile {self.name!r}; it has {self.task_names}")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+TASKS = ("e2e", "webnlg", "dart", "summarization")
+
+SMOKE = Profile(
+    name="smoke",
+    description="tests and CI: every code path in minutes on 2 CPU cores; numbers mean nothing",
+    vocab_size=512,
+    tokenizer_train_chars=400_000,
+    sizes=("smoke-small", "smoke-large"),
+    sparsity_levels=(0.0, 0.5, 0.75),
+    seeds=(0,),
+    pretrain=PretrainSettings(tokens_per_param=20.0, max_tokens=8 * 64 * 24, seq_len=64, batch_size=8,
+                              lr=3e-3, eval_every=8, eval_batches=2, checkpoint_every=8, corpus_docs=40),
+    finetune=FinetuneSettings(
+        tasks=tuple(TaskSettings(name=t, epochs=1, max_train_examples=48, max_test_inputs=6,
+                                 max_dev_examples=12, max_new_tokens=12) for t in TASKS),
+        batch_size=8, lr_grid=(1e-3,), max_len=128, beam_size=2, no_repeat_ngram_size=3),
+    pruning=PruningSettings(iterations=8, retrain_tokens=8 * 64 * 2),
+)
+
+CPU = Profile(
+    name="cpu",
+    description="a laptop: the whole book in under an hour on 2 cores; trends only, one seed",
+    vocab_size=4096,
+    tokenizer_train_chars=20_000_000,
+    sizes=("cpu-small", "cpu-large"),
+    sparsity_levels=(0.0, 0.5, 0.75),
+    seeds=(0,),
+    pretrain=PretrainSettings(tokens_per_param=20.0, max_tokens=600_000, seq_len=128, batch_size=16,
+                              lr=2e-3, eval_every=50, eval_batches=8, checkpoint_every=100,
+                              corpus_docs=3000),
+    finetune=FinetuneSettings(
+        tasks=(TaskSettings("e2e", epochs=1, max_train_examples=3000, max_test_inputs=100, max_dev_examples=200),
+               TaskSettings("webnlg", epochs=1, max_train_examples=3000, max_test_inputs=100, max_dev_examples=200),
+               TaskSettings("dart", epochs=1, max_train_examples=3000, max_test_inputs=100, max_dev_examples=200),
+               TaskSettings("summarization", epochs=1, max_train_examples=400, max_test_inputs=60,
+                            max_dev_examples=60)),
+        batch_size=16, lr_grid=(1e-3,), max_len=256, beam_size=2),
+    pruning=PruningSettings(iterations=8, retrain_tokens=40_000),
+)
+
+GPU = Profile(
+    name="gpu",
+    description="one H100: about 20 tokens per parameter, 3 seeds, full test sets; the published numbers",
+    vocab_size=8192,
+    tokenizer_train_chars=100_000_000,
+    sizes=("gpu-small", "gpu-large"),
+    sparsity_levels=(0.0, 0.5, 0.75),
+    seeds=(0, 1, 2),
+    pretrain=PretrainSettings(tokens_per_param=20.0, max_tokens=None, seq_len=512, batch_size=64,
+                              lr=1.5e-3, eval_every=250, eval_batches=16, checkpoint_every=500),
+    finetune=FinetuneSettings(
+        tasks=(TaskSettings("e2e", epochs=2),
+               TaskSettings("webnlg", epochs=3),
+               TaskSettings("dart", epochs=5),
+               TaskSettings("summarization", epochs=5, max_new_tokens=0)),
+        batch_size=32, lr_grid=(3e-4, 1e-3, 3e-3), max_len=512, beam_size=4),
+    pruning=PruningSettings(iterations=8, retrain_tokens=4_000_000),
+    workers=6,
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, CPU, GPU)}
+
+
+def default_profile_name() -> str:
+    """``gpu`` when CUDA is available, else ``cpu`` (the Makefile's default too)."""
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name``; a clear ValueError lists the known ones."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}: choose one of {', '.join(PROFILES)} "
+                         f"(e.g. make book PROFILE=smoke)") from None
