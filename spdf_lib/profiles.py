@@ -87,7 +87,8 @@ class Profile:
     pretrain: PretrainSettings
     finetune: FinetuneSettings
     pruning: PruningSettings
-    workers: int = 1  # runs trained side by side (processes sharing one GPU)
+    workers: int = 1  # fine-tuning/evaluation runs side by side (processes sharing one GPU)
+    pretrain_workers: int = 1  # pre-training runs side by side (larger models fill the GPU sooner)
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -154,13 +155,14 @@ GPU = Profile(
     pretrain=PretrainSettings(tokens_per_param=20.0, max_tokens=None, seq_len=512, batch_size=64,
                               lr=1.5e-3, eval_every=250, eval_batches=16, checkpoint_every=500),
     finetune=FinetuneSettings(
-        tasks=(TaskSettings("e2e", epochs=2),
-               TaskSettings("webnlg", epochs=3),
-               TaskSettings("dart", epochs=5),
-               TaskSettings("summarization", epochs=5, max_new_tokens=0)),
+        tasks=(TaskSettings("e2e", epochs=1),
+               TaskSettings("webnlg", epochs=2),
+               TaskSettings("dart", epochs=3),
+               TaskSettings("summarization", epochs=3, max_new_tokens=0)),
         batch_size=32, lr_grid=(3e-4, 1e-3, 3e-3), max_len=512, beam_size=4),
     pruning=PruningSettings(iterations=8, retrain_tokens=4_000_000),
-    workers=6,
+    workers=8,
+    pretrain_workers=7,
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, CPU, GPU)}

@@ -1,0 +1,65 @@
+# SPDF companion book. Two commands:
+#   make book    install into .venv, execute every chapter into book/, render _build/html/
+#   make test    install, then unit tests, every chapter at PROFILE=smoke, headless-browser check
+# Variables: PROFILE=smoke|cpu|gpu  CHAPTER=NN  FORCE=1  (see README.md)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is installed on its own first, pinned, so that `pip install -e .` never picks another build.
+# On a machine that needs a specific wheel index, pass e.g. TORCH_PIP_ARGS="--index-url https://...".
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+STAMP := $(VENV)/.spdf-install-stamp
+
+PROFILE ?=
+CHAPTER ?=
+FORCE ?=
+export FORCE
+# Every data set is read from local files; any hidden call to the Hugging Face Hub fails fast.
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+
+RUN_ARGS := $(if $(strip $(PROFILE)),--profile $(strip $(PROFILE))) $(if $(strip $(CHAPTER)),--chapter $(strip $(CHAPTER)))
+
+.PHONY: help install chromium book html test clean
+
+help:
+	@echo "make book   [PROFILE=smoke|cpu|gpu] [CHAPTER=NN] [FORCE=1]  execute the chapters and render _build/html/"
+	@echo "make test                                                 unit tests, all chapters at smoke, browser check"
+	@echo "make html                                                 render _build/html/ from the notebooks in book/"
+	@echo "make clean                                                remove _build/ (keeps .venv, book/, tables/)"
+
+install: $(STAMP)
+
+# The stamp is newer than pyproject.toml once the install succeeded; a second run skips it.
+$(STAMP): pyproject.toml
+	@if [ ! -x "$(PY)" ]; then echo "Creating the virtual environment $(VENV)"; $(PYTHON) -m venv "$(VENV)"; fi
+	"$(PY)" -m pip install --quiet "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
+	"$(PY)" -m pip install --quiet -e .
+	@touch "$@"
+
+# The browser check drives Debian's chromium through the playwright package (no browser download).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  echo "Installing the Debian package chromium (needed by the browser check)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update && $$SUDO apt-get install -y chromium; \
+	fi
+
+book: install
+	"$(PY)" -m spdf_lib.book run $(RUN_ARGS) --book-dir book --tables-dir tables
+	"$(PY)" -m spdf_lib.book render --book-dir book --output .
+
+html: install
+	"$(PY)" -m spdf_lib.book render --book-dir book --output .
+
+test: install chromium
+	"$(PY)" -m pytest
+
+clean:
+	rm -rf _build

@@ -1,0 +1,131 @@
+"""Pre-training throughput and model-FLOP utilization (MFU) of the book's training loop.
+
+For each model preset it times, on random tokens, with the same optimizer and precision:
+  baseline  a plain compiled dense loop (forward, backward, AdamW step; nothing else);
+  dense     spdf_lib.training.train on the dense model;
+  masked    spdf_lib.training.train on the model with 75% static sparsity (mask upkeep included).
+It prints tokens/s, MFU (model FLOPs from spdf_lib.flops, dense count, over the hardware peak given
+with --peak-tflops) and the ratios the book quotes: dense / baseline and masked / dense.
+
+    python benchmarks/bench_pretrain_throughput.py --presets gpu-small,gpu-large --peak-tflops 989
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+
+import torch
+
+from spdf_lib import training
+from spdf_lib.flops import forward_flops_per_token
+from spdf_lib.model import GPT, PRESETS
+from spdf_lib.sparsity import SparsitySpec, sparsify
+
+
+def random_batches(vocab: int, batch: int, seq: int, n: int, device):
+    g = torch.Generator().manual_seed(0)
+    data = torch.randint(0, vocab, (n, batch, seq + 1), generator=g)
+    return [(d[:, :-1].contiguous(), d[:, 1:].contiguous()) for d in data]
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_baseline(config, batches, steps, warmup, device) -> float:
+    """Seconds per step of a bare compiled loop: the reference the book's loop is held against."""
+    torch.manual_seed(0)
+    model = GPT(config).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1,
+                            fused=device.type == "cuda")
+    step_model = torch.compile(model) if device.type == "cuda" else model
+    t0 = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            sync(device)
+            t0 = time.perf_counter()
+        x, y = batches[i % len(batches)]
+        with training.autocast(device):
+            _, loss = step_model(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    sync(device)
+    return (time.perf_counter() - t0) / steps
+
+
+def time_book_loop(config, batches, steps, warmup, device, level: float) -> float:
+    """Seconds per step of spdf_lib.training.train (schedule, masks, logging included)."""
+    torch.manual_seed(0)
+    model = GPT(config)
+    if level > 0:
+        sparsify(model, SparsitySpec(level=level, seed=0))
+    marks = {}
+
+    def batch_at(step):
+        if step == warmup:
+            sync(device)
+            marks["t0"] = time.perf_counter()
+        return batches[step % len(batches)]
+
+    optim = training.OptimConfig(lr=1e-4, total_steps=warmup + steps, warmup_steps=10)
+    training.train(model, batch_at=batch_at, optim=optim, device=device, compile_model=device.type == "cuda",
+                   progress=False, desc="bench")
+    sync(device)
+    return (time.perf_counter() - marks["t0"]) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", default="gpu-small,gpu-large")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--seq", type=int, default=512)
+    parser.add_argument("--vocab", type=int, default=8192)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--peak-tflops", type=float, default=989.0,
+                        help="hardware peak for MFU (H100 SXM dense bf16: 989)")
+    parser.add_argument("--loops", default="baseline,dense,masked", help="which loops to time")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rows = []
+    for name in args.presets.split(","):
+        config = dataclasses.replace(PRESETS[name], vocab_size=args.vocab, block_size=max(args.seq, PRESETS[name].block_size))
+        batches = random_batches(args.vocab, args.batch, args.seq, 8, device)
+        tokens = args.batch * args.seq
+        flops_per_token = 3 * forward_flops_per_token(config, 0.0, seq_len=args.seq).total
+        loops = args.loops.split(",")
+        nan = float("nan")
+        base = time_baseline(config, batches, args.steps, args.warmup, device) if "baseline" in loops else nan
+        dense = time_book_loop(config, batches, args.steps, args.warmup, device, 0.0) if "dense" in loops else nan
+        masked = time_book_loop(config, batches, args.steps, args.warmup, device, 0.75) if "masked" in loops else nan
+        for label, sec in (("baseline", base), ("dense", dense), ("masked 75%", masked)):
+            if sec != sec:  # not timed
+                continue
+            tps = tokens / sec
+            rows.append({"preset": name, "loop": label, "ms_per_step": 1e3 * sec, "tokens_per_s": tps,
+                         "mfu": tps * flops_per_token / (args.peak_tflops * 1e12)})
+        rows.append({"preset": name, "loop": "ratios", "dense_vs_baseline": base / dense,
+                     "masked_slowdown_vs_dense": masked / dense - 1.0})
+    print(f"device: {torch.cuda.get_device_name(0) if device.type == 'cuda' else 'cpu'}; torch {torch.__version__}; "
+          f"batch {args.batch} x seq {args.seq}; peak {args.peak_tflops} TFLOP/s")
+    for r in rows:
+        if r["loop"] == "ratios":
+            print(f"{r['preset']:>10}  dense/baseline speed {r['dense_vs_baseline']:.3f}x   "
+                  f"masked slower than dense by {100 * r['masked_slowdown_vs_dense']:+.1f}%")
+        else:
+            print(f"{r['preset']:>10}  {r['loop']:<11} {r['ms_per_step']:8.2f} ms/step  "
+                  f"{r['tokens_per_s'] / 1e6:7.3f} M tok/s  MFU {100 * r['mfu']:5.1f}%")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"device": str(device), "torch": torch.__version__, "rows": rows}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

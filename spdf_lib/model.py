@@ -1,0 +1,470 @@
+"""A small GPT in the nanoGPT manner, and batched generation with a KV cache.
+
+The model is the GPT-2 / GPT-3 decoder: pre-LayerNorm blocks, learned position embeddings, a GELU
+MLP, PyTorch's ``scaled_dot_product_attention`` and an LM head tied to the token embedding.
+Parameter names follow nanoGPT (``transformer.h.0.attn.c_attn.weight`` is the fused QKV projection),
+so the four weights SPDF sparsifies are ``attn.c_attn``, ``attn.c_proj``, ``mlp.c_fc`` and
+``mlp.c_proj`` of every block. Chapter 01 explains which tensors are sparse and why; chapter 02
+counts the FLOPs of each part; chapter 05 uses :func:`generate` for the downstream tasks.
+
+Shapes in comments: B batch, T sequence, C = n_embd, nh heads, hs = C // nh head size, V vocab.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+IGNORE_INDEX = -100  # targets with this value carry no loss (prompt and padding positions)
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Architecture of a GPT (explained in chapter 01; FLOPs per part in chapter 02)."""
+
+    n_layer: int
+    n_head: int
+    n_embd: int
+    d_ff: int  # hidden width of the MLP (4 * n_embd in GPT-2 and GPT-3)
+    block_size: int  # context length: number of learned positions
+    vocab_size: int
+    dropout: float = 0.0
+    bias: bool = True  # biases in the linears and LayerNorms, as in GPT-2
+
+    def __post_init__(self):
+        for name in ("n_layer", "n_head", "n_embd", "d_ff", "block_size", "vocab_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig.n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+
+# Named architectures. The first two are the paper's models; their vocabulary is GPT-2's and they are
+# only used for FLOP and parameter accounting (chapter 02). The reduced presets are what the book
+# trains; their vocabulary is replaced at use time with dataclasses.replace(cfg, vocab_size=...).
+PRESETS: dict[str, GPTConfig] = {
+    "gpt2-small": GPTConfig(n_layer=12, n_head=12, n_embd=768, d_ff=3072, block_size=2048, vocab_size=50257),
+    "gpt3-xl": GPTConfig(n_layer=24, n_head=16, n_embd=2048, d_ff=8192, block_size=2048, vocab_size=50257),
+    "smoke-small": GPTConfig(n_layer=1, n_head=2, n_embd=32, d_ff=128, block_size=256, vocab_size=512),
+    "smoke-large": GPTConfig(n_layer=2, n_head=2, n_embd=64, d_ff=256, block_size=256, vocab_size=512),
+    "cpu-small": GPTConfig(n_layer=2, n_head=2, n_embd=64, d_ff=256, block_size=256, vocab_size=4096),
+    "cpu-large": GPTConfig(n_layer=4, n_head=4, n_embd=128, d_ff=512, block_size=256, vocab_size=4096),
+    "gpu-small": GPTConfig(n_layer=3, n_head=3, n_embd=144, d_ff=576, block_size=512, vocab_size=8192),
+    "gpu-large": GPTConfig(n_layer=6, n_head=5, n_embd=320, d_ff=1280, block_size=512, vocab_size=8192),
+}
+
+
+def get_config(name: str, vocab_size: int | None = None) -> GPTConfig:
+    """The preset ``name``, with its vocabulary replaced by ``vocab_size`` when given."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}")
+    cfg = PRESETS[name]
+    return dataclasses.replace(cfg, vocab_size=vocab_size) if vocab_size is not None else cfg
+
+
+def num_params(config: GPTConfig, non_embedding: bool = False) -> int:
+    """Number of unique parameters of ``GPT(config)``, counted from the architecture.
+
+    The LM head is tied to the token embedding, so it adds nothing. ``non_embedding=True`` leaves out
+    the token and position embeddings (the convention of Kaplan et al.). Chapter 02 uses the full
+    count for the Chinchilla budget of 20 tokens per parameter.
+    """
+    C, F_, L, b = config.n_embd, config.d_ff, config.n_layer, int(config.bias)
+    ln = C * (1 + b)  # weight (+ bias)
+    per_block = (2 * ln
+                 + C * 3 * C + b * 3 * C  # attn.c_attn (fused QKV)
+                 + C * C + b * C  # attn.c_proj
+                 + C * F_ + b * F_  # mlp.c_fc
+                 + F_ * C + b * C)  # mlp.c_proj
+    embeddings = config.vocab_size * C + config.block_size * C
+    body = L * per_block + ln  # + ln_f
+    return body if non_embedding else body + embeddings
+
+
+# --------------------------------------------------------------------------------------------------
+# The model
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.dropout = config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v fused
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)  # attention output
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, kv: tuple | None = None) -> torch.Tensor:
+        """``kv`` is None in training (causal attention over x), else ``(cache, layer, start, mask)``."""
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        if kv is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                               is_causal=True)
+        else:
+            cache, layer, start, mask = kv
+            k, v = cache.write(layer, start, k, v)  # (B, nh, start + T, hs): everything seen so far
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # mask: (B, 1, T, start + T)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads: (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, config.d_ff, bias=config.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(config.d_ff, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C) -> (B, T, d_ff) -> (B, T, C)
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, kv: tuple | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), kv)  # pre-LN: normalise the input of each sublayer
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """Decoder-only transformer; ``forward(idx, targets) -> (logits, loss)`` (chapter 01)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # tied: one matrix embeds and un-embeds
+        self.sparsity_spec = None  # set by spdf_lib.sparsity.sparsify; saved in checkpoints
+        self.apply(self._init_weights)
+        # GPT-2: scale the residual projections by 1/sqrt(2 * n_layer) so the residual stream's
+        # variance does not grow with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Unique parameters (the tied LM head counted once); see :func:`num_params`."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.transformer.wte.weight.numel() + self.transformer.wpe.weight.numel()
+        return n
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """Logits ``(B, T, V)`` and, when ``targets`` is given, the mean cross-entropy over the
+        targets that are not ``-100``. No data-dependent Python branching: safe for torch.compile."""
+        B, T = idx.size()
+        pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        for block in self.transformer.h:
+            x = block(x)
+        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1),
+                                   ignore_index=IGNORE_INDEX)
+        return logits, loss
+
+    def forward_cached(self, idx: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor,
+                       cache: "KVCache", start: int) -> torch.Tensor:
+        """Generation step: ``idx`` and ``pos`` are ``(B, T)``, ``mask`` is a boolean
+        ``(B, 1, T, start + T)`` (True = may attend); keys and values are written to ``cache`` at
+        ``[start, start + T)``. Returns the final hidden states ``(B, T, C)`` (after ``ln_f``)."""
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C)
+        for layer, block in enumerate(self.transformer.h):
+            x = block(x, (cache, layer, start, mask))
+        return self.transformer.ln_f(x)
+
+
+# --------------------------------------------------------------------------------------------------
+# Generation (chapter 05): batched greedy and beam search with a key/value cache
+
+
+class KVCache:
+    """Pre-allocated keys and values of every layer, ``(B, nh, max_len, hs)`` each, filled left to
+    right. The dtype is taken from the first write, so it follows autocast."""
+
+    def __init__(self, n_layer: int, max_len: int):
+        self.max_len = max_len
+        self.k: list[torch.Tensor | None] = [None] * n_layer
+        self.v: list[torch.Tensor | None] = [None] * n_layer
+
+    def write(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor):
+        B, nh, T, hs = k.shape
+        if self.k[layer] is None:
+            self.k[layer] = k.new_zeros(B, nh, self.max_len, hs)
+            self.v[layer] = v.new_zeros(B, nh, self.max_len, hs)
+        self.k[layer][:, :, start:start + T] = k
+        self.v[layer][:, :, start:start + T] = v
+        return self.k[layer][:, :, :start + T], self.v[layer][:, :, :start + T]
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep (and duplicate) batch rows: beam search follows the surviving beams."""
+        self.k = [None if t is None else t.index_select(0, rows) for t in self.k]
+        self.v = [None if t is None else t.index_select(0, rows) for t in self.v]
+
+
+class _Decoder:
+    """Runs one batch of left-padded prompts through the model, one token at a time.
+
+    Prompts are padded on the left so that every row's next token sits in the last column. Position
+    ids count only real tokens (a prompt of length n uses positions 0..n-1 whatever its padding),
+    and padded keys are masked out, so a row's result does not depend on the other rows.
+    """
+
+    def __init__(self, net: GPT, prompts: list[list[int]], pad_id: int, max_new: int):
+        dev = next(net.parameters()).device
+        self.net = net
+        self.block_size = net.config.block_size
+        B, L = len(prompts), max(len(p) for p in prompts)
+        idx = torch.full((B, L), pad_id, dtype=torch.long)
+        valid = torch.zeros((B, L), dtype=torch.bool)
+        for i, p in enumerate(prompts):
+            idx[i, L - len(p):] = torch.tensor(p, dtype=torch.long)
+            valid[i, L - len(p):] = True
+        idx, valid = idx.to(dev), valid.to(dev)
+        self.lengths = valid.sum(1)  # (B,) real prompt lengths
+        self.key_valid = valid  # (B, L + t) which cached keys are real tokens
+        self.cache = KVCache(net.config.n_layer, L + max_new)
+        self.t = 0  # tokens generated so far
+        self.L = L
+        pos = (valid.long().cumsum(1) - 1).clamp(min=0)  # (B, L)
+        causal = torch.ones(L, L, dtype=torch.bool, device=dev).tril()
+        # every query may see itself: a padding row then has one finite score instead of none (NaN)
+        mask = (causal[None] & valid[:, None, :]) | torch.eye(L, dtype=torch.bool, device=dev)[None]
+        hidden = net.forward_cached(idx, pos, mask[:, None], self.cache, 0)  # (B, L, C)
+        self.last_logits = net.lm_head(hidden[:, -1]).float()  # (B, V)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        self.cache.reorder(rows)
+        self.lengths = self.lengths.index_select(0, rows)
+        self.key_valid = self.key_valid.index_select(0, rows)
+        self.last_logits = self.last_logits.index_select(0, rows)
+
+    def step(self, tokens: torch.Tensor) -> None:
+        """Feed one token per row ``(B,)``; updates ``last_logits`` to ``(B, V)``."""
+        B = tokens.size(0)
+        # rows that already finished keep being fed padding; clamp so their positions stay valid
+        pos = (self.lengths + self.t).clamp(max=self.block_size - 1)[:, None]  # (B, 1)
+        self.key_valid = torch.cat([self.key_valid, self.key_valid.new_ones(B, 1)], dim=1)
+        mask = self.key_valid[:, None, None, :]  # (B, 1, 1, L + t + 1)
+        hidden = self.net.forward_cached(tokens[:, None], pos, mask, self.cache, self.L + self.t)
+        self.last_logits = self.net.lm_head(hidden[:, -1]).float()
+        self.t += 1
+
+
+def ban_repeated_ngrams_(scores: torch.Tensor, history: torch.Tensor, n: int) -> torch.Tensor:
+    """Set to -inf the score of every token that would complete an n-gram already present in
+    ``history`` (``(R, t)`` generated tokens, prompt excluded). In place; returns ``scores``."""
+    R, t = history.shape
+    if n <= 0 or t < n:
+        return scores
+    windows = history.unfold(1, n, 1)  # (R, t - n + 1, n): every n-gram generated so far
+    prefix = history[:, t - n + 1:]  # (R, n - 1): the n-1 tokens the next one would extend
+    hit = (windows[:, :, :-1] == prefix[:, None, :]).all(-1)  # (R, t - n + 1)
+    V = scores.size(1)
+    banned = torch.where(hit, windows[:, :, -1], torch.full_like(windows[:, :, -1], V))
+    flags = torch.zeros(R, V + 1, dtype=torch.bool, device=scores.device)
+    flags.scatter_(1, banned, True)  # column V collects the non-hits and is dropped
+    return scores.masked_fill_(flags[:, :V], float("-inf"))
+
+
+def _greedy(net: GPT, prompts, max_new: list[int], eos_id: int, pad_id: int, ngram: int) -> list[list[int]]:
+    dec = _Decoder(net, prompts, pad_id, max(max_new))
+    dev = dec.last_logits.device
+    B = len(prompts)
+    limits = torch.tensor(max_new, device=dev)
+    finished = torch.zeros(B, dtype=torch.bool, device=dev)
+    history = torch.zeros(B, 0, dtype=torch.long, device=dev)
+    out: list[list[int]] = [[] for _ in range(B)]
+    for t in range(max(max_new)):
+        scores = ban_repeated_ngrams_(dec.last_logits, history, ngram)
+        nxt = scores.argmax(-1)  # (B,)
+        nxt = torch.where(finished, torch.full_like(nxt, pad_id), nxt)
+        keep = ~finished & (nxt != eos_id)
+        for i in keep.nonzero().flatten().tolist():
+            out[i].append(int(nxt[i]))
+        finished = finished | (nxt == eos_id) | (t + 1 >= limits)
+        history = torch.cat([history, nxt[:, None]], dim=1)
+        if bool(finished.all()):
+            break
+        dec.step(nxt)
+    return out
+
+
+class _Hypotheses:
+    """The best ``k`` finished hypotheses of one prompt, scored by sum of log-probs / length**lp."""
+
+    def __init__(self, k: int, length_penalty: float):
+        self.k, self.lp = k, length_penalty
+        self.items: list[tuple[float, list[int]]] = []
+
+    def add(self, tokens: list[int], sum_logprob: float, length: int) -> None:
+        score = sum_logprob / (length ** self.lp)
+        if len(self.items) < self.k or score > self.worst():
+            self.items.append((score, tokens))
+            if len(self.items) > self.k:
+                self.items.remove(min(self.items, key=lambda s: s[0]))
+
+    def worst(self) -> float:
+        return min(s for s, _ in self.items)
+
+    def is_done(self, best_running: float, length: int) -> bool:
+        # The simple rule of Hugging Face's beam search (early_stopping=False): stop once k hypotheses
+        # are finished and the best running beam, scored at its current length, is no better than
+        # the worst of them. With length_penalty > 0 a longer beam could still overtake; we accept it.
+        return len(self.items) >= self.k and self.worst() >= best_running / (length ** self.lp)
+
+    def best(self) -> list[int]:
+        return max(self.items, key=lambda s: s[0])[1]
+
+
+def _beam(net: GPT, prompts, max_new: list[int], eos_id: int, pad_id: int, K: int, lp: float,
+          ngram: int) -> list[list[int]]:
+    dec = _Decoder(net, prompts, pad_id, max(max_new))
+    dev = dec.last_logits.device
+    B, V = len(prompts), dec.last_logits.size(-1)
+    hyps = [_Hypotheses(K, lp) for _ in range(B)]
+    done = [False] * B
+    n_src = 1  # beams per prompt before this step: one (the prompt) at the first step, then K
+    scores = torch.zeros(B, 1, device=dev)  # (B, n_src) running sums of log-probs
+    history = torch.zeros(B, 0, dtype=torch.long, device=dev)  # (B * n_src, t)
+    for t in range(max(max_new)):
+        logp = torch.log_softmax(dec.last_logits, dim=-1)  # (B * n_src, V)
+        logp = ban_repeated_ngrams_(logp, history, ngram)
+        cand = (scores[:, :, None] + logp.view(B, n_src, V)).view(B, n_src * V)
+        top_s, top_i = cand.topk(2 * K, dim=1)  # (B, 2K): enough to keep K beams after EOS ones
+        top_s, top_src, top_tok = top_s.tolist(), (top_i // V).tolist(), (top_i % V).tolist()
+        hist_rows = history.tolist()
+        rows, toks, new_scores = [], [], []
+        for b in range(B):
+            if done[b]:  # a finished prompt keeps K dummy beams so the batch stays rectangular
+                rows += [b * n_src] * K
+                toks += [pad_id] * K
+                new_scores += [0.0] * K
+                continue
+            kept = []
+            for rank in range(2 * K):
+                s, src, tok = top_s[b][rank], b * n_src + top_src[b][rank], top_tok[b][rank]
+                if tok == eos_id:
+                    if rank < K:  # an EOS outside the top K is not a hypothesis (as in HF)
+                        hyps[b].add(hist_rows[src], s, t + 1)  # length counts the EOS
+                else:
+                    kept.append((src, tok, s))
+                    if len(kept) == K:
+                        break
+            rows += [r for r, _, _ in kept]
+            toks += [w for _, w, _ in kept]
+            new_scores += [s for _, _, s in kept]
+            if t + 1 >= max_new[b]:  # out of room: the running beams become hypotheses
+                for src, tok, s in kept:
+                    hyps[b].add(hist_rows[src] + [tok], s, t + 1)
+                done[b] = True
+            elif hyps[b].is_done(max(s for _, _, s in kept), t + 1):
+                done[b] = True
+        if all(done):
+            break
+        rows_t = torch.tensor(rows, device=dev)
+        toks_t = torch.tensor(toks, device=dev)
+        scores = torch.tensor(new_scores, device=dev).view(B, K)
+        history = torch.cat([history.index_select(0, rows_t), toks_t[:, None]], dim=1)
+        dec.reorder(rows_t)
+        dec.step(toks_t)
+        n_src = K
+    return [h.best() for h in hyps]
+
+
+@torch.no_grad()
+def generate(model: nn.Module, prompts: list[list[int]], *, max_new_tokens: int, eos_id: int, pad_id: int,
+             beam_size: int = 1, length_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
+             batch_size: int = 64) -> list[list[int]]:
+    """Continue each prompt; return the generated tokens only (EOS not included), in prompt order.
+
+    Greedy when ``beam_size == 1``, else beam search: ``beam_size`` running beams per prompt, a
+    finished hypothesis (a beam that emits EOS, or any beam at the length limit) scores
+    ``sum of log-probs / length ** length_penalty`` with length = generated tokens including the
+    EOS, and a prompt stops when ``beam_size`` hypotheses are finished and the best running beam
+    cannot beat the worst of them (the simple Hugging Face rule). ``no_repeat_ngram_size = n > 0``
+    forbids any n-gram twice within the generated tokens; as in the LoRA NLG decoder that SPDF's
+    fine-tuning follows, the prompt is not included (so copying a name from the table is allowed).
+
+    A prompt of length n gets at most ``min(max_new_tokens, block_size - n)`` new tokens. Prompts
+    are decoded in batches of ``batch_size`` (sorted by length to limit padding); a batched result
+    equals the one-prompt-at-a-time result up to floating-point rounding. Chapter 05 explains it.
+    """
+    net = getattr(model, "_orig_mod", model)  # generation runs eagerly: shapes change every step
+    if not isinstance(net, GPT):
+        raise ValueError(f"generate needs a GPT model, got {type(net).__name__}")
+    block, V = net.config.block_size, net.config.vocab_size
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if beam_size < 1 or 2 * beam_size > V:
+        raise ValueError(f"beam_size must be in [1, vocab_size / 2 = {V // 2}], got {beam_size}")
+    if no_repeat_ngram_size < 0:
+        raise ValueError(f"no_repeat_ngram_size must be >= 0, got {no_repeat_ngram_size}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for token_id, name in ((eos_id, "eos_id"), (pad_id, "pad_id")):
+        if not 0 <= token_id < V:
+            raise ValueError(f"{name}={token_id} is outside the vocabulary [0, {V})")
+    for i, p in enumerate(prompts):
+        if not 0 < len(p) < block:
+            raise ValueError(f"prompt {i} has {len(p)} tokens; it needs 1 to {block - 1} (block_size {block})")
+    was_training = net.training
+    net.eval()
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list[list[int]] = [[] for _ in prompts]
+    try:
+        for s in range(0, len(order), batch_size):
+            ids = order[s:s + batch_size]
+            chunk = [list(prompts[i]) for i in ids]
+            limits = [min(max_new_tokens, block - len(p)) for p in chunk]
+            if beam_size == 1:
+                outs = _greedy(net, chunk, limits, eos_id, pad_id, no_repeat_ngram_size)
+            else:
+                outs = _beam(net, chunk, limits, eos_id, pad_id, beam_size, length_penalty,
+                             no_repeat_ngram_size)
+            for i, o in zip(ids, outs):
+                results[i] = o
+    finally:
+        net.train(was_training)
+    return results

@@ -1,0 +1,195 @@
+"""One training loop for pre-training (chapter 04) and fine-tuning (chapter 05).
+
+The loop is a function of a *batch schedule*: ``batch_at(step) -> (x, y)`` is a pure function of the
+step, so a run that is interrupted resumes from its last checkpoint and ends with exactly the same
+weights as an uninterrupted one (bit-identical on the CPU). Masks hold through training: gradients
+of masked weights are zeroed before ``optimizer.step()`` with one fused ``torch._foreach_mul_``.
+With a zero gradient AdamW's moments of a masked entry stay zero and its decoupled weight decay
+multiplies zero, so the weight stays exactly zero; the weights are re-zeroed anyway at every
+checkpoint and at the end, as a guard that costs nothing per step.
+
+On CUDA the model runs under bf16 autocast and, for pre-training, ``torch.compile``; on the CPU it
+runs in fp32, eagerly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from . import sparsity, store
+
+
+class DeadlineReached(RuntimeError):
+    """A run stopped at its wall-clock deadline after writing a checkpoint; re-run to resume."""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up and cosine decay to ``min_lr_ratio * lr`` (chapter 04)."""
+
+    lr: float
+    total_steps: int
+    warmup_steps: int
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+
+    def __post_init__(self):
+        if self.total_steps <= 0:
+            raise ValueError(f"total_steps must be positive, got {self.total_steps} "
+                             "(is the token budget 0 or smaller than one batch?)")
+        if not self.lr > 0:
+            raise ValueError(f"learning rate must be positive, got {self.lr}")
+
+
+def lr_at(step: int, cfg: OptimConfig) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): a pure function, plotted in chapter 04."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    decay_steps = max(1, cfg.total_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / decay_steps)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices (incl. embeddings), none on biases and LayerNorm gains."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    fused = bool(params) and params[0].is_cuda
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, a no-op elsewhere (the CPU runs in fp32)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+@torch.no_grad()
+def mean_loss(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+              device: torch.device) -> float:
+    """Token-weighted mean cross-entropy over all non-ignored targets of ``batches``."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        n = int((y != -100).sum())
+        if n == 0:
+            continue
+        with autocast(device):
+            _, loss = model(x, y)
+        total += float(loss) * n
+        count += n
+    model.train(was_training)
+    if count == 0:
+        raise ValueError("no target tokens to evaluate (empty validation set?)")
+    return total / count
+
+
+def _checkpoint_state(model, optimizer, step: int, log: dict) -> dict:
+    return {"model": {k.removeprefix("_orig_mod."): v for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(), "step": step, "log": log,
+            "torch_rng": torch.get_rng_state()}
+
+
+def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+          optim: OptimConfig, device: torch.device, checkpoint_path: Path | None = None,
+          checkpoint_every: int = 500, evaluate: Callable[[], float] | None = None, eval_every: int = 0,
+          deadline: float | None = None, compile_model: bool = False, desc: str = "train",
+          progress: bool = True, log_every: int = 10) -> dict:
+    """Run ``optim.total_steps`` optimizer steps, resuming from ``checkpoint_path`` when it exists.
+
+    Returns a log: ``train_loss`` (mean over each ``log_every`` steps, with ``train_step``),
+    ``val_loss`` with ``val_step`` (``evaluate()`` every ``eval_every`` steps and at the end),
+    ``tokens`` (target tokens seen), ``wall_s`` and ``tokens_per_s`` of this process's share.
+    ``deadline`` (a ``time.time()`` value) makes the loop checkpoint and raise DeadlineReached.
+    """
+    from tqdm import tqdm
+
+    model.to(device)
+    optimizer = make_optimizer(model, optim)
+    log = {"train_step": [], "train_loss": [], "val_step": [], "val_loss": [], "tokens": 0}
+    start = 0
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        try:
+            state = store.load_torch(checkpoint_path)
+        except store.CorruptCacheError as err:
+            print(f"ignoring damaged checkpoint, starting over: {err}")
+        else:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+            start, log = state["step"], state["log"]
+            print(f"{desc}: resumed from step {start} of {optim.total_steps}")
+    step_fn = torch.compile(model) if compile_model else model
+    model.train()
+    pending: list[torch.Tensor] = []  # per-step losses kept on the device until the next sync
+    t0, tokens_here = time.time(), 0
+
+    def flush(step_done: int) -> None:
+        if pending:
+            log["train_step"].append(step_done)
+            log["train_loss"].append(float(torch.stack(pending).float().mean()))
+            pending.clear()
+
+    bar = tqdm(total=optim.total_steps, initial=start, desc=desc, disable=not progress, leave=False,
+               mininterval=2.0)
+    for step in range(start, optim.total_steps):
+        x, y = batch_at(step)
+        n_tokens = int((y != -100).sum())  # counted on the host: no device sync per step
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, optim)
+        with autocast(device):
+            _, loss = step_fn(x, y)
+        loss.backward()
+        sparsity.mask_grads_(model)
+        if optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
+        optimizer.step()  # masked weights stay exactly 0: zero gradient, zero moments, decay of 0 is 0
+        optimizer.zero_grad(set_to_none=True)
+        pending.append(loss.detach())
+        log["tokens"] += n_tokens
+        tokens_here += n_tokens
+        done = step + 1
+        if done % log_every == 0:
+            flush(done)
+            bar.set_postfix(loss=f"{log['train_loss'][-1]:.3f}",
+                            tok_s=f"{tokens_here / max(1e-9, time.time() - t0):,.0f}")
+        bar.update(1)
+        if evaluate is not None and eval_every and done % eval_every == 0 and done < optim.total_steps:
+            log["val_step"].append(done)
+            log["val_loss"].append(evaluate())
+        at_checkpoint = checkpoint_path is not None and done % checkpoint_every == 0
+        past_deadline = deadline is not None and time.time() > deadline and done < optim.total_steps
+        if at_checkpoint or (past_deadline and checkpoint_path is not None):
+            flush(done)
+            sparsity.mask_weights_(model)  # a guard, off the per-step path (see the module docstring)
+            store.save_torch(_checkpoint_state(model, optimizer, done, log), checkpoint_path)
+        if past_deadline:
+            bar.close()
+            raise DeadlineReached(f"{desc}: stopped at step {done} of {optim.total_steps}; re-run to resume")
+    bar.close()
+    flush(optim.total_steps)
+    sparsity.mask_weights_(model)
+    if evaluate is not None:
+        log["val_step"].append(optim.total_steps)
+        log["val_loss"].append(evaluate())
+    wall = time.time() - t0
+    log["wall_s"] = wall
+    log["tokens_per_s"] = tokens_here / wall if wall > 0 else float("nan")
+    return log
