@@ -115,7 +115,7 @@ SMOKE = Profile(
     sparsity_levels=(0.0, 0.5, 0.75),
     seeds=(0,),
     pretrain=PretrainSettings(tokens_per_param=20.0, max_tokens=8 * 64 * 24, seq_len=64, batch_size=8,
-                              lr=3e-3, eval_every=8, eval_batches=2, checkpoint_every=8, corpus_docs=40),
+                              lr=3e-3, eval_every=8, eval_batches=2, checkpoint_every=8, corpus_docs=4),
     finetune=FinetuneSettings(
         tasks=tuple(TaskSettings(name=t, epochs=1, max_train_examples=48, max_test_inputs=6,
                                  max_dev_examples=12, max_new_tokens=12) for t in TASKS),
@@ -133,7 +133,7 @@ CPU = Profile(
     seeds=(0,),
     pretrain=PretrainSettings(tokens_per_param=20.0, max_tokens=600_000, seq_len=128, batch_size=16,
                               lr=2e-3, eval_every=50, eval_batches=8, checkpoint_every=100,
-                              corpus_docs=3000),
+                              corpus_docs=500),
     finetune=FinetuneSettings(
         tasks=(TaskSettings("e2e", epochs=1, max_train_examples=3000, max_test_inputs=100, max_dev_examples=200),
                TaskSettings("webnlg", epochs=1, max_train_examples=3000, max_test_inputs=100, max_dev_examples=200),
