@@ -64,7 +64,10 @@ def cells(results: Iterable[dict], keep_masks: bool = False) -> dict[tuple[str, 
 
 
 def degradation(task: str, dense: Cell, sparse: Cell) -> float:
-    """Loss of quality relative to dense, positive = worse (BLEU drop or PPL rise, as a fraction)."""
+    """Loss of quality relative to dense, positive = worse (BLEU drop or PPL rise, as a fraction);
+    NaN when the dense result is 0 (no relative change is defined)."""
+    if dense.mean == 0:
+        return float("nan")
     if METRIC[task][1] == "higher":
         return (dense.mean - sparse.mean) / dense.mean
     return (sparse.mean - dense.mean) / dense.mean
@@ -135,9 +138,12 @@ def verdict_h2(cs: dict, sizes, level: float, tasks) -> Verdict:
     for size in sizes:
         data_to_text = [degradation(t, cs[(size, t, 0.0)], cs[(size, t, level)]) for t in tasks
                         if t != "summarization" and (size, t, 0.0) in cs and (size, t, level) in cs]
+        data_to_text = [d for d in data_to_text if not math.isnan(d)]
         if "summarization" not in tasks or (size, "summarization", level) not in cs or not data_to_text:
             continue
         summ = degradation("summarization", cs[(size, "summarization", 0.0)], cs[(size, "summarization", level)])
+        if math.isnan(summ):
+            continue
         mean_d2t = sum(data_to_text) / len(data_to_text)
         total += 1
         agree += summ > mean_d2t
@@ -157,6 +163,8 @@ def verdict_h3(cs: dict, small: str, large: str, level: float, tasks) -> Verdict
             continue
         d_small = degradation(task, cs[keys[0]], cs[keys[1]])
         d_large = degradation(task, cs[keys[2]], cs[keys[3]])
+        if math.isnan(d_small) or math.isnan(d_large):
+            continue
         total += 1
         agree += d_large < d_small
         lines.append(f"{task}: large {d_large:+.1%} vs small {d_small:+.1%}")

@@ -1,0 +1,256 @@
+"""Shared pieces of the reliability tests (tests/test_reliability.py, tests/test_bad_input.py).
+
+* :func:`make_data_root` writes a tiny synthetic data folder laid out like the real one (pre-training
+  corpora, E2E CSVs, BBC-style JSON Lines), so that the whole pipeline runs in seconds.
+* :func:`pretrain_run`, :func:`finetune_runs` and :func:`long_finetune_run` plan the runs the tests use,
+  the same in the test process and in a child process.
+* Run as a script, this module is the child process that the interruption tests kill: it trains one
+  run with ``spdf_lib.experiments`` under a fault plan (``SPDF_FAULT``) that makes it stop and wait at
+  a chosen point (a training step, just before or after a file is renamed into place) so that the
+  parent can SIGKILL it exactly there.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import lzma
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HELPER = Path(__file__).resolve()
+PROFILE = "smoke"
+
+WORDS = ("the river city coffee shop near a quiet park serves french food with cheap prices and "
+         "friendly staff where families often meet after long walks along old stone bridges under "
+         "grey skies while children play games and parents read books about history science music "
+         "travel gardens kitchens markets trains ships castles mountains forests lakes").split()
+NAMES = ("The Eagle", "Blue Spice", "The Mill", "Green Man", "The Vaults", "Aromi", "Zizzi", "Fitzbillies")
+FOODS = ("French", "Italian", "English", "Chinese", "Indian", "Japanese")
+AREAS = ("riverside", "city centre")
+TYPES = ("pub", "coffee shop", "restaurant")
+
+
+def _sentence(rng: random.Random, n: int) -> str:
+    words = [rng.choice(WORDS) for _ in range(n)]
+    return " ".join(words).capitalize() + "."
+
+
+def _document(rng: random.Random, paragraphs: int) -> str:
+    return "\n".join(" ".join(_sentence(rng, rng.randint(6, 14)) for _ in range(5)) for _ in range(paragraphs))
+
+
+def write_jsonl_xz(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with lzma.open(path, "wt", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+def _e2e_pair(rng: random.Random) -> tuple[str, str]:
+    name, food, area, kind = rng.choice(NAMES), rng.choice(FOODS), rng.choice(AREAS), rng.choice(TYPES)
+    mr = f"name[{name}], eatType[{kind}], food[{food}], area[{area}]"
+    ref = rng.choice([f"{name} is a {kind} serving {food} food in the {area}.",
+                      f"In the {area} there is a {food} {kind} called {name}.",
+                      f"{name} serves {food} food; it is a {kind} in the {area}."])
+    return mr, ref
+
+
+def make_data_root(root: Path, *, e2e_train: int = 200, seed: int = 0) -> Path:
+    """Write a small synthetic data folder with the real layout (enough for the e2e and summarization
+    tasks and the pre-training mixture); returns ``root``."""
+    rng = random.Random(seed)
+    root = Path(root)
+    for corpus in ("wikipedia_en", "gutenberg", "blog_authorship"):
+        for split, n_docs in (("train", 6), ("valid", 3)):
+            docs = []
+            for i in range(n_docs):
+                text = _document(rng, 4)
+                if corpus == "gutenberg":
+                    text = (f"The Project Gutenberg EBook of Book {i}\nlicence\n"
+                            f"*** START OF THIS PROJECT GUTENBERG EBOOK BOOK {i} ***\n{text}\n"
+                            f"*** END OF THIS PROJECT GUTENBERG EBOOK BOOK {i} ***\nlicence\n")
+                docs.append({"text": text})
+            write_jsonl_xz(root / "pretrain" / corpus / f"{split}.jsonl.xz", docs)
+    e2e = root / "e2e"
+    write_csv(e2e / "trainset.csv", ["mr", "ref"], [list(_e2e_pair(rng)) for _ in range(e2e_train)])
+    write_csv(e2e / "devset.csv", ["mr", "ref"], [list(_e2e_pair(rng)) for _ in range(24)])
+    test_rows, inputs = [], []
+    for _ in range(6):
+        mr, ref = _e2e_pair(rng)
+        inputs.append([mr])
+        test_rows += [[mr, ref], [mr, _e2e_pair(rng)[1]]]
+    write_csv(e2e / "testset_w_refs.csv", ["mr", "ref"], test_rows)
+    write_csv(e2e / "testset.csv", ["MR"], inputs)
+    bbc = root / "summarization" / "bbc_news_summary"
+    bbc.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", 24), ("valid", 8), ("test", 6)):
+        lines = []
+        for i in range(n):
+            first = _sentence(rng, 10)
+            article = f"Headline {i}\n\n{first} {_sentence(rng, 12)} {_sentence(rng, 9)}"
+            lines.append(json.dumps({"category": "tech", "file": f"{i:03d}.txt", "article": article,
+                                     "summary": first}))
+        (bbc / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+# ------------------------------------------------------------------------------------------ runs
+
+def pretrain_run(size: str = "smoke-small", sparsity: float = 0.75):
+    """One planned smoke pre-training run (plans, and if needed trains, the smoke tokenizer)."""
+    from spdf_lib import experiments
+    from spdf_lib.profiles import get_profile
+
+    runs = experiments.pretraining_runs(get_profile(PROFILE))
+    return next(r for r in runs if r.size == size and r.sparsity == sparsity)
+
+
+def finetune_runs(bases) -> list:
+    """The fine-tuning runs of the small pipeline: e2e on every base, summarization on the first."""
+    from spdf_lib import experiments
+    from spdf_lib.profiles import get_profile
+
+    profile = get_profile(PROFILE)
+    runs = [experiments.finetune_run(profile, base, "e2e", 1e-3, 0) for base in bases]
+    return runs + [experiments.finetune_run(profile, bases[0], "summarization", 1e-3, 0)]
+
+
+def long_finetune_run(base):
+    """A fine-tuning run long enough to write a checkpoint (3 epochs over 200 pairs: 75 steps,
+    a checkpoint every 50)."""
+    from spdf_lib import experiments
+    from spdf_lib.profiles import get_profile
+
+    run = experiments.finetune_run(get_profile(PROFILE), base, "e2e", 1e-3, 0)
+    return dataclasses.replace(run, task=dataclasses.replace(run.task, epochs=3, max_train_examples=None))
+
+
+def child_run(stage: str):
+    if stage == "pretrain":
+        return pretrain_run()
+    if stage == "finetune":
+        return long_finetune_run(pretrain_run())
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+# ---------------------------------------------------------------------------- the child process
+
+def _pause(what: str) -> None:
+    print(f"PAUSED {what}", flush=True)
+    time.sleep(600)  # the parent SIGKILLs us here
+
+
+def _install_faults(plan: str) -> None:
+    """``step:N`` waits before optimizer step N; ``replace:NAME:K:before|after`` waits just before or
+    just after the K-th rename onto a file called NAME; ``slow:S`` sleeps S seconds per step."""
+    from spdf_lib import training
+
+    original_lr_at = training.lr_at
+    kind, _, arg = plan.partition(":")
+    slow = float(arg) if kind == "slow" else 0.0
+    pause_step = int(arg) if kind == "step" else -1
+
+    def lr_at(step, cfg):
+        print(f"STEP {step}", flush=True)
+        if step == pause_step:
+            _pause(f"step {step}")
+        if slow:
+            time.sleep(slow)
+        return original_lr_at(step, cfg)
+
+    training.lr_at = lr_at
+    if kind == "replace":
+        name, k, when = arg.split(":")
+        original_replace = os.replace
+        seen = {"n": 0}
+
+        def replace(src, dst, *args, **kwargs):
+            hit = Path(dst).name == name and (seen.__setitem__("n", seen["n"] + 1) or seen["n"] == int(k))
+            if hit and when == "before":
+                _pause(f"before replacing {name}")
+            original_replace(src, dst, *args, **kwargs)
+            if hit and when == "after":
+                _pause(f"after replacing {name}")
+
+        os.replace = replace
+
+
+def child_main(stage: str) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from spdf_lib import experiments
+
+    run = child_run(stage)
+    _install_faults(os.environ.get("SPDF_FAULT", ""))
+    print("READY", flush=True)
+    runner = experiments.do_pretrain if stage == "pretrain" else experiments.do_finetune
+    runner(run, torch.device("cpu"), progress=False)
+    print("DONE", flush=True)
+
+
+# ------------------------------------------------------------------------- driving a child
+
+@dataclass
+class Outcome:
+    killed: bool
+    lines: list[str]
+
+    @property
+    def last_step(self) -> int | None:
+        steps = [int(ln.split()[1]) for ln in self.lines if ln.startswith("STEP ")]
+        return steps[-1] if steps else None
+
+    def says(self, text: str) -> bool:
+        return any(text in ln for ln in self.lines)
+
+
+def run_child(stage: str, env: dict, *, fault: str = "", kill_after: float | None = None,
+              timeout: float = 120.0) -> Outcome:
+    """Run the child; SIGKILL it when it pauses (``fault``) or ``kill_after`` seconds after READY."""
+    proc = subprocess.Popen([sys.executable, str(HELPER), stage], env={**env, "SPDF_FAULT": fault},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    guard = threading.Timer(timeout, proc.kill)
+    guard.start()
+    lines: list[str] = []
+    killed = False
+    try:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("PAUSED"):
+                proc.send_signal(signal.SIGKILL)
+                killed = True
+            elif line.startswith("READY") and kill_after is not None:
+                timer = threading.Timer(kill_after, lambda: proc.poll() is None and proc.send_signal(signal.SIGKILL))
+                timer.start()
+        proc.wait()
+    finally:
+        guard.cancel()
+    if proc.returncode == -signal.SIGKILL:
+        killed = True
+    elif proc.returncode != 0:
+        raise RuntimeError(f"child failed with exit code {proc.returncode}:\n" + "\n".join(lines[-30:]))
+    return Outcome(killed=killed, lines=lines)
+
+
+if __name__ == "__main__":
+    child_main(sys.argv[1])
