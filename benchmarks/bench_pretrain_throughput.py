@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import time
 
 import torch
@@ -36,18 +37,25 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_baseline(config, batches, steps, warmup, device) -> float:
-    """Seconds per step of a bare compiled loop: the reference the book's loop is held against."""
+def _window_times(marks: list[float], steps: int) -> list[float]:
+    """Seconds per step in each timed window (marks are the synchronized window boundaries)."""
+    return [(b - a) / steps for a, b in zip(marks, marks[1:])]
+
+
+def time_baseline(config, batches, steps, warmup, windows, device) -> list[float]:
+    """Seconds per step of a bare compiled loop, per window: the reference the book's loop is held to."""
     torch.manual_seed(0)
     model = GPT(config).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1,
                             fused=device.type == "cuda")
     step_model = torch.compile(model) if device.type == "cuda" else model
-    t0 = 0.0
-    for i in range(warmup + steps):
-        if i == warmup:
+    marks = []
+    for i in range(warmup + windows * steps + 1):
+        if i >= warmup and (i - warmup) % steps == 0:
             sync(device)
-            t0 = time.perf_counter()
+            marks.append(time.perf_counter())
+            if len(marks) == windows + 1:
+                break
         x, y = batches[i % len(batches)]
         with training.autocast(device):
             _, loss = step_model(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
@@ -55,29 +63,27 @@ def time_baseline(config, batches, steps, warmup, device) -> float:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-    sync(device)
-    return (time.perf_counter() - t0) / steps
+    return _window_times(marks, steps)
 
 
-def time_book_loop(config, batches, steps, warmup, device, level: float) -> float:
-    """Seconds per step of spdf_lib.training.train (schedule, masks, logging included)."""
+def time_book_loop(config, batches, steps, warmup, windows, device, level: float) -> list[float]:
+    """Seconds per step of spdf_lib.training.train (schedule, masks, logging included), per window."""
     torch.manual_seed(0)
     model = GPT(config)
     if level > 0:
         sparsify(model, SparsitySpec(level=level, seed=0))
-    marks = {}
+    marks = []
 
     def batch_at(step):
-        if step == warmup:
+        if step >= warmup and (step - warmup) % steps == 0:
             sync(device)
-            marks["t0"] = time.perf_counter()
+            marks.append(time.perf_counter())
         return batches[step % len(batches)]
 
-    optim = training.OptimConfig(lr=1e-4, total_steps=warmup + steps, warmup_steps=10)
+    optim = training.OptimConfig(lr=1e-4, total_steps=warmup + windows * steps + 1, warmup_steps=10)
     training.train(model, batch_at=batch_at, optim=optim, device=device, compile_model=device.type == "cuda",
                    progress=False, desc="bench")
-    sync(device)
-    return (time.perf_counter() - marks["t0"]) / steps
+    return _window_times(marks[:windows + 1], steps)
 
 
 def main() -> None:
@@ -86,7 +92,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--vocab", type=int, default=8192)
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=40, help="steps per timed window")
+    parser.add_argument("--windows", type=int, default=5, help="timed windows per loop and round")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of all loops")
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--peak-tflops", type=float, default=989.0,
                         help="hardware peak for MFU (H100 SXM dense bf16: 989)")
@@ -101,10 +109,18 @@ def main() -> None:
         tokens = args.batch * args.seq
         flops_per_token = 3 * forward_flops_per_token(config, 0.0, seq_len=args.seq).total
         loops = args.loops.split(",")
+        samples = {"baseline": [], "dense": [], "masked": []}
+        # rounds interleave the three loops so that clock drift affects them alike; median of windows
+        for _ in range(args.rounds):
+            if "baseline" in loops:
+                samples["baseline"] += time_baseline(config, batches, args.steps, args.warmup, args.windows, device)
+            if "dense" in loops:
+                samples["dense"] += time_book_loop(config, batches, args.steps, args.warmup, args.windows, device, 0.0)
+            if "masked" in loops:
+                samples["masked"] += time_book_loop(config, batches, args.steps, args.warmup, args.windows, device, 0.75)
         nan = float("nan")
-        base = time_baseline(config, batches, args.steps, args.warmup, device) if "baseline" in loops else nan
-        dense = time_book_loop(config, batches, args.steps, args.warmup, device, 0.0) if "dense" in loops else nan
-        masked = time_book_loop(config, batches, args.steps, args.warmup, device, 0.75) if "masked" in loops else nan
+        base, dense, masked = (statistics.median(samples[k]) if samples[k] else nan
+                               for k in ("baseline", "dense", "masked"))
         for label, sec in (("baseline", base), ("dense", dense), ("masked 75%", masked)):
             if sec != sec:  # not timed
                 continue
@@ -114,7 +130,8 @@ def main() -> None:
         rows.append({"preset": name, "loop": "ratios", "dense_vs_baseline": base / dense,
                      "masked_slowdown_vs_dense": masked / dense - 1.0})
     print(f"device: {torch.cuda.get_device_name(0) if device.type == 'cuda' else 'cpu'}; torch {torch.__version__}; "
-          f"batch {args.batch} x seq {args.seq}; peak {args.peak_tflops} TFLOP/s")
+          f"batch {args.batch} x seq {args.seq}; peak {args.peak_tflops} TFLOP/s; median of "
+          f"{args.rounds} x {args.windows} windows of {args.steps} steps per loop")
     for r in rows:
         if r["loop"] == "ratios":
             print(f"{r['preset']:>10}  dense/baseline speed {r['dense_vs_baseline']:.3f}x   "

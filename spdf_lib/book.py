@@ -172,6 +172,24 @@ def check_data_dir() -> Path | None:
     return root
 
 
+def check_writable(folder: Path, what: str) -> None:
+    """A BookError unless files can be created in ``folder`` (or in its nearest existing parent, when
+    it does not exist yet); checked before any chapter runs, so a read-only output writes nothing."""
+    import tempfile
+
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    advice = f"make it writable, or pass another folder (e.g. --{what.replace(' ', '-')} /tmp/spdf-{what.split()[0]})"
+    if not existing.is_dir():
+        raise BookError(f"the {what} {folder} cannot be created: {existing} is a file, not a folder; {advice}.")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise BookError(f"the {what} {folder} is not writable ({error.strerror} in {existing}); {advice}.") from None
+
+
 def has_parameters_cell(nb) -> bool:
     return any("parameters" in cell.get("metadata", {}).get("tags", []) for cell in nb.cells)
 
@@ -395,6 +413,9 @@ def run(profile: str | None, chapter: str | None = None, *, book_dir: Path = REP
     profile = resolve_profile(profile)
     check_data_dir()
     book_dir, tables_dir = Path(book_dir).resolve(), Path(tables_dir).resolve()
+    for folder, what in ((book_dir, "book dir"), (tables_dir, "tables dir"), (Path(work_dir), "work dir")):
+        check_writable(folder, what)
+    load_status(book_dir)  # a damaged status file is reported now, not after a chapter has run
     book_dir.mkdir(parents=True, exist_ok=True)
     tables_dir.mkdir(parents=True, exist_ok=True)
     if progress_bar is None:

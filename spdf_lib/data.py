@@ -268,6 +268,7 @@ def _locate_jsonl_error(path: Path) -> str:
     """Scan a JSON Lines file and describe its first bad line (the Arrow reader does not say)."""
     try:
         with _open_text(path) as handle:
+            number = 0
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     return f"line {number}: empty line"
@@ -279,7 +280,7 @@ def _locate_jsonl_error(path: Path) -> str:
                     return f"line {number}: expected a JSON object, got {type(obj).__name__}"
     except (OSError, EOFError, UnicodeDecodeError, lzma.LZMAError) as err:
         return f"unreadable ({type(err).__name__}: {err})"
-    return ""
+    return "the file is empty (no documents)" if number == 0 else ""
 
 
 def _load_jsonl(relative: str, columns: tuple[str, ...]) -> "datasets.Dataset":
@@ -331,15 +332,19 @@ def _check_strings(path: Path, name: str, values: list, unit: str = "line") -> N
 def _locate_csv_error(path: Path, columns: tuple[str, ...]) -> str:
     import csv
 
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or [h.strip().lower() for h in header] != [c.lower() for c in columns]:
-            return f"header {header} instead of {list(columns)}"
-        for number, row in enumerate(reader, start=1):
-            if len(row) != len(columns):
-                return f"data row {number} (line {reader.line_num}): {len(row)} fields instead of {len(columns)}"
-    return ""
+    number = 0
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None or [h.strip().lower() for h in header] != [c.lower() for c in columns]:
+                return f"header {header} instead of {list(columns)}"
+            for number, row in enumerate(reader, start=1):
+                if len(row) != len(columns):
+                    return f"data row {number} (line {reader.line_num}): {len(row)} fields instead of {len(columns)}"
+    except UnicodeDecodeError as err:
+        return f"not UTF-8 text after data row {number} ({err.reason})"
+    return "no data rows" if number == 0 else ""
 
 
 def _load_csv(relative: str, columns: tuple[str, ...]) -> tuple[Path, dict[str, list[str]]]:
@@ -726,6 +731,8 @@ def _pretraining_cached(split: str, limit_docs: int | None, fingerprint: str) ->
             texts = column(_load_jsonl(relative, ("text",)), "text")
         else:
             texts = column(_read_jsonl_head(relative, limit_docs, ("text",)), "text")
+        if not texts:
+            raise ValueError(f"{data_path(relative)}: empty corpus file (no documents)")
         _check_strings(data_path(relative), "text", texts)
         info = {"documents": len(texts), "characters_raw": sum(map(len, texts))}
         if corpus == "gutenberg":

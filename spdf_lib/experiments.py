@@ -148,6 +148,9 @@ def planned_tokens(config, settings: PretrainSettings) -> int:
     if settings.max_tokens is not None:
         wanted = min(wanted, settings.max_tokens)
     per_step = settings.batch_size * settings.seq_len
+    if not wanted > 0:
+        raise ValueError(f"token budget of {wanted} tokens (tokens_per_param={settings.tokens_per_param}, "
+                         f"max_tokens={settings.max_tokens}): pre-training needs a positive budget")
     return max(1, int(wanted // per_step)) * per_step
 
 
@@ -224,17 +227,38 @@ def _finish(run, result: dict) -> dict:
 
     result = {"run_id": run.run_id, "stage": stage_of(run), "key": run_key(run), "spdf_lib": __version__,
               "environment": environment(), "config": store._canonical(run), **result}
-    store.atomic_write_json(run_dir(run) / "result.json", result)
+    store.write_json_entry(run_dir(run) / "result.json", result)
+    # The last checkpoint goes only now: a run killed before its result was stored resumes from it.
+    (run_dir(run) / "checkpoint.pt").unlink(missing_ok=True)
+    (run_dir(run) / "checkpoint.pt.sha256").unlink(missing_ok=True)
     return result
+
+
+_intact_models: dict[tuple[str, int, int], bool] = {}
+
+
+def _model_intact(path: Path) -> bool:
+    """True when ``path`` and its checksum sidecar exist and agree (memoized by size and mtime)."""
+    sidecar = Path(str(path) + ".sha256")
+    if not (path.exists() and sidecar.exists()):
+        return False
+    stat = path.stat()
+    memo = (str(path), stat.st_size, stat.st_mtime_ns)
+    if memo not in _intact_models:
+        _intact_models[memo] = store.sha256_file(path) == sidecar.read_text().strip()
+    return _intact_models[memo]
 
 
 def _cached_result(run) -> dict | None:
     path = run_dir(run) / "result.json"
     if path.exists() and not store.force_recompute(path):
         try:
-            return store.read_json_verified(path)
+            result = store.read_json_verified(path)
         except store.CorruptCacheError:
             return None
+        if stage_of(run) in ("pretrain", "finetune") and not _model_intact(path.parent / "model.pt"):
+            return None  # the model a later stage loads is damaged or gone: recompute it
+        return result
     return None
 
 
@@ -280,8 +304,6 @@ def do_pretrain(run: PretrainRun, device: torch.device, deadline: float | None =
         evaluate=lambda: training.mean_loss(model, valid_batches, device), eval_every=s.eval_every,
         deadline=deadline, compile_model=device.type == "cuda", desc=f"pretrain {run.run_id}", progress=progress)
     save_model(d / "model.pt", model.cpu())
-    (d / "checkpoint.pt").unlink(missing_ok=True)
-    Path(str(d / "checkpoint.pt") + ".sha256").unlink(missing_ok=True)
     val_loss = log["val_loss"][-1]
     return _finish(run, {
         "size": run.size, "sparsity": run.sparsity, "tokens": log["tokens"], "steps": run.steps,
@@ -342,8 +364,6 @@ def do_finetune(run: FinetuneRun, device: torch.device, deadline: float | None =
                          evaluate=lambda: training.mean_loss(model, dev_batches, device), eval_every=0,
                          deadline=deadline, desc=f"finetune {run.run_id}", progress=progress)
     save_model(d / "model.pt", model.cpu())
-    (d / "checkpoint.pt").unlink(missing_ok=True)
-    Path(str(d / "checkpoint.pt") + ".sha256").unlink(missing_ok=True)
     dev_loss = log["val_loss"][-1]
     return _finish(run, {
         "size": run.base.size, "sparsity": run.base.sparsity, "task": run.task.name, "lr": run.lr,

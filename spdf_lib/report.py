@@ -328,3 +328,14 @@ def published_beside(tables_dir: Path, profile: str, repo_tables: Path) -> pd.Da
     published = pd.read_csv(published_path).set_index("task")
     cols = [c for c in ours.columns if "ours" in c]
     return pd.concat({f"this run ({profile})": ours[cols], "published run (gpu)": published[cols]}, axis=1)
+
+
+def missing_note(missing: dict[str, list[str]]) -> str:
+    """A paragraph naming the runs of a published profile that were never computed (empty if none)."""
+    if not missing:
+        return ""
+    parts = [f"{len(ids)} {stage} runs ({', '.join(sorted(ids)[:4])}{', ...' if len(ids) > 4 else ''})"
+             for stage, ids in sorted(missing.items())]
+    return ("**Incomplete results.** The committed run of this profile lacks " + "; ".join(parts) + ". "
+            "Their cells read `n/a` or rest on fewer seeds, and no verdict below uses them. They were not "
+            "finished within the time the GPU was available; `scripts/gpu_profile.sh` resumes the grid.")

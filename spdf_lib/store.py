@@ -148,14 +148,32 @@ def load_torch(path: Path, map_location: str = "cpu") -> Any:
     actual = sha256_file(path)
     if actual != expected:
         raise CorruptCacheError(f"{path}: checksum mismatch (expected {expected[:12]}, got {actual[:12]})")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # not a torch file, or it holds more than tensors and plain data
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CorruptCacheError(f"{path}: not a weights-only torch file ({reason})") from err
+
+
+def write_json_entry(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as JSON with a ``path.sha256`` sidecar (a cache entry that
+    :func:`read_json_verified` checks, so that a flipped digit is detected, not read as a result)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+    atomic_write_text(path, text)
+    atomic_write_text(Path(str(path) + ".sha256"), hashlib.sha256(text.encode("utf-8")).hexdigest() + "\n")
 
 
 def read_json_verified(path: Path) -> Any:
-    """Read JSON written by :func:`cached_json`; a truncated file raises CorruptCacheError."""
+    """Read JSON written by :func:`write_json_entry` (or :func:`atomic_write_json`): the checksum is
+    verified when a ``.sha256`` sidecar exists; a mismatch or an unparsable file raises CorruptCacheError."""
+    path = Path(path)
+    sidecar = Path(str(path) + ".sha256")
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        data = path.read_bytes()
+        if sidecar.exists() and hashlib.sha256(data).hexdigest() != sidecar.read_text().strip():
+            raise CorruptCacheError(f"{path}: checksum mismatch with {sidecar.name}")
+        return json.loads(data)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CorruptCacheError(f"{path}: unreadable cache entry ({err})") from err
 
 
@@ -171,5 +189,5 @@ def cached_json(kind: str, config: Any, compute: Callable[[], dict], data_finger
         except CorruptCacheError:
             pass  # fall through: recompute and overwrite
     result = compute()
-    atomic_write_json(path, result)
+    write_json_entry(path, result)
     return result

@@ -87,6 +87,7 @@ def results_table(cs: dict, size: str, paper_model: str, sparsity_levels: Iterab
     """Table 1 (small) or Table 2 (large): rows = tasks, columns = sparsity levels."""
     rows = []
     levels = list(sparsity_levels)
+    full = max((c.n for c in cs.values()), default=0)  # seeds of a complete cell
     for task in tasks:
         metric, direction = METRIC[task]
         row = {"task": TASK_LABEL[task], "metric": f"{metric} ({direction} is better)"}
@@ -94,7 +95,8 @@ def results_table(cs: dict, size: str, paper_model: str, sparsity_levels: Iterab
         for level in levels:
             cell = cs.get((size, task, level))
             label = "dense" if level == 0 else f"{level:.0%}"
-            row[f"{label}: ours"] = "n/a" if cell is None else f"{cell.mean:.2f} ± {cell.std:.2f}"
+            row[f"{label}: ours"] = ("n/a" if cell is None else f"{cell.mean:.2f} ± {cell.std:.2f}"
+                                     + (f" (n={cell.n})" if cell.n < full else ""))
             if level > 0:
                 row[f"{label}: ours Δ"] = ("n/a" if cell is None or dense is None
                                            else f"{cell.mean - dense.mean:+.2f}")

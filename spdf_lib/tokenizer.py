@@ -17,6 +17,7 @@ training data, and written atomically: a crash leaves no half-written file behin
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,7 +171,12 @@ def get_tokenizer(vocab_size: int, train_chars: int, limit_docs: int | None = No
     path = store.key("tokenizer", settings, fingerprint) / "tokenizer.json"
     if path.exists() and not store.force_recompute(path):
         try:
-            return load_tokenizer(path)
+            tok = load_tokenizer(path)
+            # settings.json (written last) records the fingerprint, a checksum of tokenizer.json
+            recorded = json.loads((path.parent / "settings.json").read_text())["fingerprint"]
+            if tok.fingerprint != recorded:
+                raise store.CorruptCacheError(f"fingerprint {tok.fingerprint} is not the recorded {recorded}")
+            return tok
         except Exception as err:  # a corrupted entry is retrained, never used
             if verbose:
                 print(f"tokenizer cache {path} unreadable ({err}); retraining")

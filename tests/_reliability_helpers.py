@@ -154,103 +154,180 @@ def child_run(stage: str):
 
 # ---------------------------------------------------------------------------- the child process
 
-def _pause(what: str) -> None:
-    print(f"PAUSED {what}", flush=True)
-    time.sleep(600)  # the parent SIGKILLs us here
+def _die(what: str) -> None:
+    """SIGKILL this process: no ``finally``, no ``atexit``, no buffered write survives."""
+    print(f"KILLED {what}", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _install_faults(plan: str) -> None:
-    """``step:N`` waits before optimizer step N; ``replace:NAME:K:before|after`` waits just before or
-    just after the K-th rename onto a file called NAME; ``slow:S`` sleeps S seconds per step."""
+    """The fault plan of one child:
+
+    * ``step:N``: SIGKILL just before optimizer step N;
+    * ``replace:NAME:K:before|after``: SIGKILL just before or just after the K-th rename onto a file
+      called NAME (before: the new content is complete in its temporary file; after: it is in place but
+      a file written next, e.g. the checksum sidecar, is not);
+    * ``random:SEED``: SIGKILL after a delay drawn from ``random.Random(SEED)`` while each step is
+      slowed down by 20 ms (the loss is unchanged), so the kill lands at an arbitrary point.
+    """
     from spdf_lib import training
 
     original_lr_at = training.lr_at
     kind, _, arg = plan.partition(":")
-    slow = float(arg) if kind == "slow" else 0.0
-    pause_step = int(arg) if kind == "step" else -1
+    kill_step = int(arg) if kind == "step" else -1
+    slow = 0.02 if kind == "random" else 0.0
 
     def lr_at(step, cfg):
         print(f"STEP {step}", flush=True)
-        if step == pause_step:
-            _pause(f"step {step}")
+        if step == kill_step:
+            _die(f"before step {step}")
         if slow:
             time.sleep(slow)
         return original_lr_at(step, cfg)
 
     training.lr_at = lr_at
+    if kind == "random":
+        delay = random.Random(int(arg)).uniform(0.05, 0.6)
+        threading.Timer(delay, _die, args=(f"after {delay:.3f} s",)).start()
     if kind == "replace":
         name, k, when = arg.split(":")
         original_replace = os.replace
         seen = {"n": 0}
 
         def replace(src, dst, *args, **kwargs):
-            hit = Path(dst).name == name and (seen.__setitem__("n", seen["n"] + 1) or seen["n"] == int(k))
+            hit = False
+            if Path(dst).name == name:
+                seen["n"] += 1
+                hit = seen["n"] == int(k)
             if hit and when == "before":
-                _pause(f"before replacing {name}")
+                _die(f"before replacing {name}")
             original_replace(src, dst, *args, **kwargs)
             if hit and when == "after":
-                _pause(f"after replacing {name}")
+                _die(f"after replacing {name}")
 
         os.replace = replace
 
 
-def child_main(stage: str) -> None:
+def _job(stage: str, fault: str) -> None:
     import torch
 
-    torch.set_num_threads(1)
     from spdf_lib import experiments
 
     run = child_run(stage)
-    _install_faults(os.environ.get("SPDF_FAULT", ""))
     print("READY", flush=True)
+    _install_faults(fault)
     runner = experiments.do_pretrain if stage == "pretrain" else experiments.do_finetune
     runner(run, torch.device("cpu"), progress=False)
     print("DONE", flush=True)
+
+
+def _warm_up() -> None:
+    """A few training steps, so that every forked job starts with torch's kernels initialised (the
+    first steps of a fresh process are many times slower). One thread: no worker threads exist
+    when the zygote forks."""
+    import tempfile
+
+    import torch
+
+    from spdf_lib import training
+    from spdf_lib.model import GPT, GPTConfig
+    from spdf_lib.sparsity import SparsitySpec, sparsify
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, d_ff=128, block_size=64, vocab_size=64))
+    sparsify(model, SparsitySpec(level=0.5, seed=0))
+    x = torch.randint(0, 64, (8, 33))
+    batch = (x[:, :-1].contiguous(), x[:, 1:].contiguous())
+    with tempfile.TemporaryDirectory() as tmp:
+        training.train(model, batch_at=lambda step: batch, optim=training.OptimConfig(1e-3, 4, 1),
+                       device=torch.device("cpu"), checkpoint_path=Path(tmp) / "c.pt", checkpoint_every=2,
+                       evaluate=lambda: training.mean_loss(model, [batch], torch.device("cpu")),
+                       eval_every=2, progress=False)
+
+
+def zygote_main() -> None:
+    """Import torch and spdf_lib once, then fork one fresh process per job read from stdin (a JSON
+    line ``{"stage", "fault", "env"}``) and report ``EXIT <code>`` when it ends (-9: SIGKILL)."""
+    import traceback
+
+    import datasets  # noqa: F401 - preloaded: the fine-tuning jobs read the task files with it
+    import torch
+
+    torch.set_num_threads(1)
+    import spdf_lib.checkpoint  # noqa: F401
+    import spdf_lib.data  # noqa: F401
+    import spdf_lib.experiments  # noqa: F401
+
+    _warm_up()
+    print("ZYGOTE READY", flush=True)
+    for line in sys.stdin:
+        job = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                os.environ.update(job["env"])
+                _job(job["stage"], job["fault"])
+            except BaseException:  # noqa: BLE001 - reported to the parent through the exit code
+                traceback.print_exc(file=sys.stdout)
+                code = 1
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print(f"EXIT {os.waitstatus_to_exitcode(status)}", flush=True)
 
 
 # ------------------------------------------------------------------------- driving a child
 
 @dataclass
 class Outcome:
-    killed: bool
+    exit_code: int
     lines: list[str]
 
     @property
-    def last_step(self) -> int | None:
-        steps = [int(ln.split()[1]) for ln in self.lines if ln.startswith("STEP ")]
-        return steps[-1] if steps else None
+    def killed(self) -> bool:
+        return self.exit_code == -signal.SIGKILL
+
+    @property
+    def steps(self) -> list[int]:
+        return [int(ln.split()[1]) for ln in self.lines if ln.startswith("STEP ")]
 
     def says(self, text: str) -> bool:
         return any(text in ln for ln in self.lines)
 
 
-def run_child(stage: str, env: dict, *, fault: str = "", kill_after: float | None = None,
-              timeout: float = 120.0) -> Outcome:
-    """Run the child; SIGKILL it when it pauses (``fault``) or ``kill_after`` seconds after READY."""
-    proc = subprocess.Popen([sys.executable, str(HELPER), stage], env={**env, "SPDF_FAULT": fault},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    guard = threading.Timer(timeout, proc.kill)
-    guard.start()
-    lines: list[str] = []
-    killed = False
-    try:
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            if line.startswith("PAUSED"):
-                proc.send_signal(signal.SIGKILL)
-                killed = True
-            elif line.startswith("READY") and kill_after is not None:
-                timer = threading.Timer(kill_after, lambda: proc.poll() is None and proc.send_signal(signal.SIGKILL))
-                timer.start()
-        proc.wait()
-    finally:
-        guard.cancel()
-    if proc.returncode == -signal.SIGKILL:
-        killed = True
-    elif proc.returncode != 0:
-        raise RuntimeError(f"child failed with exit code {proc.returncode}:\n" + "\n".join(lines[-30:]))
-    return Outcome(killed=killed, lines=lines)
+class Zygote:
+    """The parent's handle on the zygote process (one per test module)."""
+
+    def __init__(self, env: dict):
+        self.proc = subprocess.Popen([sys.executable, str(HELPER), "zygote"], env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        first = self.proc.stdout.readline()
+        if not first.startswith("ZYGOTE READY"):
+            raise RuntimeError(f"the zygote did not start: {first}{self.proc.stdout.read()}")
+
+    def run(self, stage: str, env: dict, fault: str = "", timeout: float = 120.0) -> Outcome:
+        """Run one job in a fresh forked process; returns its output and exit code."""
+        guard = threading.Timer(timeout, self.proc.kill)
+        guard.start()
+        try:
+            self.proc.stdin.write(json.dumps({"stage": stage, "fault": fault, "env": env}) + "\n")
+            self.proc.stdin.flush()
+            lines = []
+            for line in self.proc.stdout:
+                line = line.rstrip("\n")
+                if line.startswith("EXIT "):
+                    return Outcome(int(line.split()[1]), lines)
+                lines.append(line)
+        finally:
+            guard.cancel()
+        raise RuntimeError("the zygote died:\n" + "\n".join(lines[-30:]))
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
 
 
 if __name__ == "__main__":
-    child_main(sys.argv[1])
+    zygote_main()

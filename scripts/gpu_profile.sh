@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Run, or resume, the experiment grid of the `gpu` profile on a machine with one CUDA GPU.
+#
+# Every run is cached under $SPDF_CACHE and its result exported to $TABLES/gpu/runs/ as soon as it
+# finishes, so the script can be stopped at any time (or given MINUTES=9 to stop itself with
+# checkpoints) and started again: it resumes where it stopped. Needs the package installed (make
+# install, or PYTHONPATH=. with torch, datasets, tokenizers and sacrebleu present) and the data
+# under $SPDF_DATA (see the README of the data folder). Chapters 04-08 then read $TABLES.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1
+TABLES=${TABLES:-tables}
+exec python3 -m spdf_lib.experiments --profile gpu --stages pretrain,finetune,eval,prune \
+  --tables-dir "$TABLES" ${MINUTES:+--minutes "$MINUTES"} ${WORKERS:+--workers "$WORKERS"}
