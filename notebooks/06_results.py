@@ -42,6 +42,7 @@ report.write_table(evals, TABLES, P.name, "test_results")
 cs = tables.cells(out["eval"].values())
 small, large = P.sizes
 display(Markdown(report.missing_note(experiments.MISSING)))
+display(Markdown(report.provenance_note(out["eval"].values(), TABLES, P.name)))
 display(Markdown(f"BLEU is sacrebleu's corpus BLEU (tokenization `{report.BLEU_TOKENIZATION}`, mixed case) "
                  f"over {report.test_sizes(evals)}."))
 

@@ -100,10 +100,10 @@ def mean_loss(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torc
     return total / count
 
 
-def _checkpoint_state(model, optimizer, step: int, log: dict) -> dict:
+def _checkpoint_state(model, optimizer, step: int, log: dict, pending: list | None = None) -> dict:
     return {"model": {k.removeprefix("_orig_mod."): v for k, v in model.state_dict().items()},
             "optimizer": optimizer.state_dict(), "step": step, "log": log,
-            "torch_rng": torch.get_rng_state()}
+            "torch_rng": torch.get_rng_state(), "pending": [float(p) for p in pending or []]}
 
 
 def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
@@ -123,7 +123,7 @@ def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tenso
     model.to(device)
     optimizer = make_optimizer(model, optim)
     log = {"train_step": [], "train_loss": [], "val_step": [], "val_loss": [], "tokens": 0}
-    start = 0
+    start, restored_pending = 0, []
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         try:
             state = store.load_torch(checkpoint_path)
@@ -134,10 +134,12 @@ def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tenso
             optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])
             start, log = state["step"], state["log"]
+            restored_pending = state.get("pending", [])
             print(f"{desc}: resumed from step {start} of {optim.total_steps}")
     step_fn = torch.compile(model) if compile_model else model
     model.train()
-    pending: list[torch.Tensor] = []  # per-step losses kept on the device until the next sync
+    # per-step losses kept on the device until the next sync (a deadline checkpoint carries them)
+    pending: list[torch.Tensor] = [torch.tensor(v, dtype=torch.float32, device=device) for v in restored_pending]
     t0, tokens_here = time.time(), 0
 
     def flush(step_done: int) -> None:
@@ -177,9 +179,10 @@ def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tenso
         at_checkpoint = checkpoint_path is not None and done % checkpoint_every == 0
         past_deadline = deadline is not None and time.time() > deadline and done < optim.total_steps
         if at_checkpoint or (past_deadline and checkpoint_path is not None):
-            flush(done)
+            if at_checkpoint:
+                flush(done)  # a deadline checkpoint keeps the losses pending: the resumed log is the same
             sparsity.mask_weights_(model)  # a guard, off the per-step path (see the module docstring)
-            store.save_torch(_checkpoint_state(model, optimizer, done, log), checkpoint_path)
+            store.save_torch(_checkpoint_state(model, optimizer, done, log, pending), checkpoint_path)
         if past_deadline:
             bar.close()
             raise DeadlineReached(f"{desc}: stopped at step {done} of {optim.total_steps}; re-run to resume")

@@ -3,11 +3,12 @@
 * :func:`make_data_root` writes a tiny synthetic data folder laid out like the real one (pre-training
   corpora, E2E CSVs, BBC-style JSON Lines), so that the whole pipeline runs in seconds.
 * :func:`pretrain_run`, :func:`finetune_runs` and :func:`long_finetune_run` plan the runs the tests use,
-  the same in the test process and in a child process.
-* Run as a script, this module is the child process that the interruption tests kill: it trains one
-  run with ``spdf_lib.experiments`` under a fault plan (``SPDF_FAULT``) that makes it stop and wait at
-  a chosen point (a training step, just before or after a file is renamed into place) so that the
-  parent can SIGKILL it exactly there.
+  the same in the test process and in the killed processes.
+* Run as a script, this module is a *zygote*: it imports torch and spdf_lib once, then forks one fresh
+  process per job. A job trains one run with ``spdf_lib.experiments`` under a fault plan that SIGKILLs
+  the process at a chosen point (before a training step, just before or after a file is renamed into
+  place, or after a seeded random delay). Forking skips the seconds of imports and kernel warm-up
+  that a new interpreter would need for every kill.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import lzma
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -156,7 +158,7 @@ def child_run(stage: str):
 
 def _die(what: str) -> None:
     """SIGKILL this process: no ``finally``, no ``atexit``, no buffered write survives."""
-    print(f"KILLED {what}", flush=True)
+    print(f"\nKILLED {what}", flush=True)  # on a line of its own, even in the middle of another print
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -167,8 +169,9 @@ def _install_faults(plan: str) -> None:
     * ``replace:NAME:K:before|after``: SIGKILL just before or just after the K-th rename onto a file
       called NAME (before: the new content is complete in its temporary file; after: it is in place but
       a file written next, e.g. the checksum sidecar, is not);
-    * ``random:SEED``: SIGKILL after a delay drawn from ``random.Random(SEED)`` while each step is
-      slowed down by 20 ms (the loss is unchanged), so the kill lands at an arbitrary point.
+    * ``random:SEED``: SIGKILL at a delay drawn from ``random.Random(SEED)`` after the first training
+      step began, each step slowed down by 20 ms (the loss is unchanged), so that the kill lands at an
+      arbitrary point of the training loop (a step, an evaluation or a checkpoint write).
     """
     from spdf_lib import training
 
@@ -177,18 +180,26 @@ def _install_faults(plan: str) -> None:
     kill_step = int(arg) if kind == "step" else -1
     slow = 0.02 if kind == "random" else 0.0
 
-    def lr_at(step, cfg):
-        print(f"STEP {step}", flush=True)
-        if step == kill_step:
-            _die(f"before step {step}")
-        if slow:
-            time.sleep(slow)
+    timer = None
+    if kind == "random":
+        delay = random.Random(int(arg)).uniform(0.05, 0.6)
+        timer = threading.Timer(delay, _die, args=(f"after {delay:.3f} s",))
+
+    last = {"step": None}
+
+    def lr_at(step, cfg):  # called once per parameter group at the start of every step
+        if step != last["step"]:
+            last["step"] = step
+            print(f"STEP {step}", flush=True)
+            if timer is not None and not timer.is_alive() and not timer.finished.is_set():
+                timer.start()
+            if step == kill_step:
+                _die(f"before step {step}")
+            if slow:
+                time.sleep(slow)
         return original_lr_at(step, cfg)
 
     training.lr_at = lr_at
-    if kind == "random":
-        delay = random.Random(int(arg)).uniform(0.05, 0.6)
-        threading.Timer(delay, _die, args=(f"after {delay:.3f} s",)).start()
     if kind == "replace":
         name, k, when = arg.split(":")
         original_replace = os.replace
@@ -291,7 +302,7 @@ class Outcome:
 
     @property
     def steps(self) -> list[int]:
-        return [int(ln.split()[1]) for ln in self.lines if ln.startswith("STEP ")]
+        return [int(m.group(1)) for ln in self.lines if (m := re.match(r"STEP (\d+)", ln))]
 
     def says(self, text: str) -> bool:
         return any(text in ln for ln in self.lines)
