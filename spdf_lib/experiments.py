@@ -495,8 +495,11 @@ def execute(runs: list, *, tables_dir: Path, workers: int = 1, deadline: float |
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         from tqdm import tqdm
 
-        for run in tqdm(todo, desc=f"{stage} runs", disable=not progress or len(todo) == 1):
-            results[run.run_id] = RUNNERS[stage](run, device, deadline=deadline, progress=progress)
+        # one bar: per-run bars only when there is a single (long) run, else the outer bar names the run
+        bar = tqdm(todo, desc=f"{stage} runs", disable=not progress or len(todo) == 1, mininterval=5.0)
+        for run in bar:
+            bar.set_postfix_str(run.run_id, refresh=False)
+            results[run.run_id] = RUNNERS[stage](run, device, deadline=deadline, progress=progress and len(todo) == 1)
             export(run, results[run.run_id], tables_dir)
         return results
     import multiprocessing as mp
