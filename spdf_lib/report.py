@@ -134,6 +134,8 @@ def figure4(cs: dict, sizes: Iterable[str], levels: Iterable[float], size_labels
                 ax.errorbar([100 * p[0] for p in points], [p[1].mean for p in points],
                             yerr=[p[1].std for p in points], marker="o", capsize=4, label=size_labels.get(size, size))
         metric, direction = METRIC[task]
+        if metric == "PPL":
+            ax.set_yscale("log")  # the two sizes can differ by an order of magnitude
         ax.set_xlabel("pre-training sparsity (%)")
         ax.set_ylabel(f"test {metric} ({direction} is better)")
         ax.set_title(TASK_LABEL[task].split(" (")[0] + f": {metric} after dense fine-tuning")
