@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import time
 
@@ -140,8 +139,9 @@ def main() -> None:
             print(f"{r['preset']:>10}  {r['loop']:<11} {r['ms_per_step']:8.2f} ms/step  "
                   f"{r['tokens_per_s'] / 1e6:7.3f} M tok/s  MFU {100 * r['mfu']:5.1f}%")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"device": str(device), "torch": torch.__version__, "rows": rows}, handle, indent=2)
+        from spdf_lib.store import atomic_write_json
+
+        atomic_write_json(args.json, {"device": str(device), "torch": torch.__version__, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -118,9 +118,15 @@ def do_prune(run: PruningRun, device: torch.device, deadline: float | None = Non
                                compile_model=False, desc=f"{run.run_id} {tag}", progress=progress)
 
     state_path = d / "state.pt"
+    state = None
     if state_path.exists():
-        state = store.load_torch(state_path)
-        model = load_model(d / "model.pt")
+        try:
+            state = store.load_torch(state_path)
+            model = load_model(d / "model.pt")
+        except (store.CorruptCacheError, FileNotFoundError, ValueError) as err:
+            print(f"{run.run_id}: damaged pruning state, starting over ({err})")
+            state = None
+    if state is not None:
         rows, start = state["rows"], state["iteration"]
     else:
         model = load_model(base_model)

@@ -365,6 +365,25 @@ def test_a_damaged_tokenizer_or_token_stream_cache_is_rebuilt(world, tmp_path, m
                               tokens)
 
 
+def test_a_damaged_pruning_state_is_recomputed_identically(world, tmp_path, monkeypatch, capsys):
+    """Chapter 08's per-iteration state: a damaged ``state.pt`` restarts the pruning, same rows."""
+    import dataclasses
+
+    from spdf_lib.pruning import PruningRun
+
+    monkeypatch.setenv("SPDF_CACHE", str(world.copy_cache(tmp_path / "cache")))
+    settings = dataclasses.replace(get_profile(H.PROFILE).pruning, iterations=2)
+    run = PruningRun(base=H.pretrain_run(sparsity=0.0), method="iterative", settings=settings)
+    reference = E.RUNNERS["prune"](run, CPU, progress=False)
+    folder = E.run_dir(run)
+    for name in ("result.json", "result.json.sha256"):  # as if killed after the last iteration
+        (folder / name).unlink(missing_ok=True)
+    _flip(folder / "state.pt", -200)
+    again = E.RUNNERS["prune"](run, CPU, progress=False)
+    assert "damaged pruning state" in capsys.readouterr().out
+    assert without_wall_clock(again["rows"]) == without_wall_clock(reference["rows"])
+
+
 def test_cached_json_recomputes_a_damaged_entry(tmp_path, monkeypatch):
     monkeypatch.setenv("SPDF_CACHE", str(tmp_path))
     computed = []
