@@ -60,6 +60,9 @@ report.write_table(runs, TABLES, P.name, "finetune_runs")
 grid = report.lr_grid_table(runs, P)
 grid
 
+# %%
+display(Markdown(report.grid_edge_note(grid, P)))
+
 # %% [markdown]
 # ## Fine-tuning curves
 #

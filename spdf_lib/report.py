@@ -361,3 +361,15 @@ def provenance_note(results: Iterable[dict], tables_dir: Path, profile: str) -> 
             f"whole chain was re-run with the same configuration and seeds (pre-training, fine-tuning at the "
             f"learning rate chosen in the first session, evaluation). GPU training is not bit-deterministic; "
             f"validation perplexity of the pre-trained models, first session then re-run: " + "; ".join(gaps) + ".")
+
+
+def grid_edge_note(grid: pd.DataFrame, profile) -> str:
+    """Say how often the chosen learning rate sits at an end of the grid (a wider grid might do better)."""
+    lrs = profile.finetune.lr_grid
+    if len(lrs) < 2:
+        return f"This profile tries a single learning rate ({lrs[0]:g}); nothing is chosen."
+    low = int((grid["chosen lr"] == min(lrs)).sum())
+    high = int((grid["chosen lr"] == max(lrs)).sum())
+    return (f"The chosen rate is the smallest of the grid in {low} and the largest in {high} of the "
+            f"{len(grid)} (size, sparsity, task) cells; where it sits at an end, a wider grid might have found "
+            f"a better rate, for dense and sparse pre-training alike.")
