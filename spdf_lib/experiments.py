@@ -473,10 +473,11 @@ def execute(runs: list, *, tables_dir: Path, workers: int = 1, deadline: float |
     results: dict[str, dict] = {}
     todo = []
     for run in runs:
-        found = committed_result(run, tables_dir) or _cached_result(run)
+        committed = committed_result(run, tables_dir)
+        found = committed or _cached_result(run)
         if found is not None:
             results[run.run_id] = found
-            if committed_result(run, tables_dir) is None:
+            if committed is None:
                 export(run, found, tables_dir)
         else:
             todo.append(run)
