@@ -149,7 +149,7 @@ def profile_column(p, tables_root: Path) -> dict[str, str]:
         "Vocabulary": f"{p.vocab_size:,} tokens",
         "Pre-training tokens per run": tokens,
         "Tasks": ", ".join(p.task_names),
-        "Wall time of `make book`": measured_wall_time(tables_root, p.name),
+        "Wall time of a complete run": measured_wall_time(tables_root, p.name),
     }
 
 
