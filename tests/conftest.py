@@ -64,3 +64,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for stem, (wall, state) in walls.items():
         terminalreporter.write_line(f"{stem:<28} {state:<7} {wall:8.1f} s")
     terminalreporter.write_line(f"{'total':<28} {'':<7} {sum(w for w, _ in walls.values()):8.1f} s")
+
+
+def _has_data() -> bool:
+    from spdf_lib import data
+
+    try:
+        data.data_root(verbose=False)
+        return True
+    except data.DataNotFoundError:
+        return False
+
+
+# Tests that read the real data sets are skipped, not failed, on a checkout without them.
+needs_data = pytest.mark.skipif(not _has_data(), reason="data directory not available (see chapter 03)")

@@ -13,15 +13,7 @@ from spdf_lib import data
 from spdf_lib.tokenizer import train_tokenizer
 
 
-def _has_data() -> bool:
-    try:
-        data.data_root(verbose=False)
-        return True
-    except data.DataNotFoundError:
-        return False
-
-
-needs_data = pytest.mark.skipif(not _has_data(), reason="data directory not available (see chapter 03)")
+from conftest import needs_data  # noqa: E402  (skips when no data directory is found)
 
 # (rows, inputs, references) per split, from the data README (shared/data/README.md).
 README_COUNTS = {

@@ -21,15 +21,7 @@ def tok():
     return train_tokenizer(CORPUS, vocab_size=400)
 
 
-def _has_data() -> bool:
-    try:
-        data.data_root(verbose=False)
-        return True
-    except data.DataNotFoundError:
-        return False
-
-
-needs_data = pytest.mark.skipif(not _has_data(), reason="data directory not available (see chapter 03)")
+from conftest import needs_data  # noqa: E402  (skips when no data directory is found)
 
 
 @pytest.mark.parametrize("source,target", [
