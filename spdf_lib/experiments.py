@@ -365,15 +365,15 @@ def do_finetune(run: FinetuneRun, device: torch.device, deadline: float | None =
                          deadline=deadline, desc=f"finetune {run.run_id}", progress=progress)
     save_model(d / "model.pt", model.cpu())
     dev_loss = log["val_loss"][-1]
+    # every position of every example is computed, prompts included (the loss covers targets only)
+    processed = run.task.epochs * sum(len(ex.input_ids) for ex in train_examples)
     return _finish(run, {
         "size": run.base.size, "sparsity": run.base.sparsity, "task": run.task.name, "lr": run.lr,
         "seed": run.seed, "keep_masks": run.keep_masks, "dev_loss": dev_loss, "dev_ppl": math.exp(dev_loss),
         "train_examples": len(train_examples), "steps": len(schedule), "tokens": log["tokens"],
-        "log": log,
-        # every position of every example is computed, prompts included (the loss covers targets only)
-        "processed_tokens": run.task.epochs * sum(len(ex.input_ids) for ex in train_examples),
-        "training_flops": training_flops(run.base.model, run.task.epochs * sum(len(ex.input_ids) for ex in train_examples),
-                                         run.base.sparsity if run.keep_masks else 0.0, seq_len=run.max_len),
+        "log": log, "processed_tokens": processed,
+        "training_flops": training_flops(run.base.model, processed, run.base.sparsity if run.keep_masks else 0.0,
+                                         seq_len=run.max_len),
     })
 
 
