@@ -43,8 +43,9 @@ def prompt_ids(tokenizer, source: str, max_source_tokens: int) -> list[int]:
 @torch.no_grad()
 def decode_texts(model, tokenizer, sources: Sequence[str], *, max_len: int, max_new_tokens: int,
                  beam_size: int, length_penalty: float, no_repeat_ngram_size: int,
-                 device: torch.device, batch_size: int = 64) -> list[str]:
-    """Generate one output text per source with batched beam search (greedy when ``beam_size`` 1)."""
+                 device: torch.device, batch_size: int | None = None) -> list[str]:
+    """Generate one output text per source with batched beam search (greedy when ``beam_size`` 1);
+    ``batch_size`` None lets ``generate`` choose for the device."""
     from .model import generate
 
     max_source = max(1, max_len - max_new_tokens - 1)

@@ -196,18 +196,24 @@ def chosen_lr(profile: Profile, base: PretrainRun, task: str, grid_results: dict
     return min(scored)[1]
 
 
+def final_runs_for(profile: Profile, base: PretrainRun, task: str, grid_results: dict[str, dict]) -> list[FinetuneRun]:
+    """The final runs of one pre-trained model and task: every seed at the chosen rate, and the
+    masks-kept control when the model has the profile's highest sparsity."""
+    top = max(profile.sparsity_levels)
+    control = profile.finetune.sparse_control and base.sparsity == top and top > 0
+    lr = chosen_lr(profile, base, task, grid_results)
+    runs = []
+    for seed in profile.seeds:
+        runs.append(finetune_run(profile, base, task, lr, seed))
+        if control:
+            runs.append(finetune_run(profile, base, task, lr, seed, keep_masks=True))
+    return runs
+
+
 def final_runs(profile: Profile, bases: Iterable[PretrainRun], grid_results: dict[str, dict]) -> list[FinetuneRun]:
     """Every seed at the chosen rate, and the masks-kept control at the highest sparsity."""
-    runs = []
-    top = max(profile.sparsity_levels)
-    for base in bases:
-        for task in profile.task_names:
-            lr = chosen_lr(profile, base, task, grid_results)
-            for seed in profile.seeds:
-                runs.append(finetune_run(profile, base, task, lr, seed))
-                if profile.finetune.sparse_control and base.sparsity == top and top > 0:
-                    runs.append(finetune_run(profile, base, task, lr, seed, keep_masks=True))
-    return runs
+    return [run for base in bases for task in profile.task_names
+            for run in final_runs_for(profile, base, task, grid_results)]
 
 
 def eval_run(profile: Profile, run: FinetuneRun) -> EvalRun:
@@ -589,10 +595,149 @@ def run_all(profile: Profile, tables_dir: Path, *, workers: int | None = None, d
     if "eval" not in stages or (allow and any(r.run_id not in out["finetune"] for r in finals)):
         return out
     # cheapest tasks first: a run stopped by its deadline then leaves the fewest cells empty
-    cost = {"summarization": 0, "e2e": 1, "webnlg": 2, "dart": 3}
-    evals = sorted((eval_run(profile, r) for r in finals), key=lambda e: cost.get(e.finetune.task.name, 9))
+    evals = sorted((eval_run(profile, r) for r in finals), key=lambda e: EVAL_COST.get(e.finetune.task.name, 9))
     out["eval"] = execute(evals, workers=many, **kw)
     return out
+
+
+EVAL_COST = {"summarization": 0, "e2e": 1, "webnlg": 2, "dart": 3}  # test-set decoding, relative
+
+
+def _work(run) -> float:
+    """A rough cost of computing ``run`` (tokens times the model's width squared times depth), used
+    only to start long runs first."""
+    if isinstance(run, EvalRun):
+        return _work(run.finetune) * 0.05 * (1 + EVAL_COST.get(run.finetune.task.name, 0))
+    base = run if isinstance(run, PretrainRun) else run.base
+    size = base.model.n_layer * base.model.n_embd ** 2
+    if isinstance(run, PretrainRun):
+        return float(run.tokens) * size
+    if isinstance(run, FinetuneRun):
+        return float(run.task.epochs * (run.task.max_train_examples or 40_000) * 100) * size
+    return float(run.settings.retrain_tokens * run.settings.iterations) * size  # a pruning run
+
+
+class _Inline:
+    """A stand-in for a process pool that runs each job when it is submitted (one worker)."""
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def run_graph(profile: Profile, tables_dir: Path, *, workers: int | None = None, deadline: float | None = None,
+              stages: tuple[str, ...] = STAGES) -> dict[str, dict[str, dict]]:
+    """The runs of ``run_all``, each started as soon as the runs it needs are done.
+
+    ``run_all`` finishes a stage before it starts the next; on one GPU shared by ``workers``
+    processes that leaves most of them idle at every stage's tail (the small models' fine-tuning
+    waits for the large models' pre-training, every evaluation for the last fine-tuning). Here a
+    model's learning-rate grid starts when its pre-training ends, the final seeds of a (model, task)
+    when its grid is complete, and each test evaluation when its fine-tuning ends. Among the runs
+    that are ready, stages nearer the start of the chain go first and, within a stage, longer runs.
+    Results, caching and exports are those of ``execute``; after ``deadline`` nothing new starts and
+    the running runs checkpoint, so a later call resumes. Used by ``python -m spdf_lib.experiments``.
+    """
+    import heapq
+    import itertools
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)}; known: {STAGES}")
+    if _needs_gpu(profile):
+        raise RuntimeError(f"profile {profile.name!r} is computed on a CUDA GPU and none is available here")
+    many = profile.workers if workers is None else workers
+    out: dict[str, dict[str, dict]] = {stage: {} for stage in ("pretrain", "prune", "finetune", "eval")}
+    bases = pretraining_runs(profile)
+    pre = bases + ([random_static_run(profile, bases)] if "prune" in stages else [])
+    if any(committed_result(r, tables_dir) is None and _cached_result(r) is None for r in pre):
+        _prepare_data(profile)
+    grid_of = {(b.run_id, t): [finetune_run(profile, b, t, lr, profile.seeds[0]) for lr in profile.finetune.lr_grid]
+               for b in bases for t in profile.task_names}
+    finals: dict[str, FinetuneRun] = {}  # planned final runs by id (their evaluation follows them)
+    rank = {"pretrain": 0, "finetune": 1, "prune": 1, "eval": 2}
+    ready: list[tuple] = []  # heap of (stage rank, -work, order of arrival, run)
+    order = itertools.count()
+    running: dict = {}
+    threads = max(1, (os.cpu_count() or 2) // max(1, many))
+
+    def add(run) -> None:
+        found = committed_result(run, tables_dir)
+        if found is None:
+            found = _cached_result(run)
+            if found is not None:
+                export(run, found, tables_dir)
+        if found is not None:
+            done(run, found)
+        else:
+            heapq.heappush(ready, (rank[stage_of(run)], -_work(run), next(order), run))
+
+    def done(run, result: dict) -> None:
+        stage = stage_of(run)
+        out[stage][run.run_id] = result
+        if stage == "pretrain" and run in bases:
+            if "prune" in stages and run == dense_large_run(profile, bases):
+                for r in pruning_runs(profile, bases):
+                    add(r)
+            if "finetune" in stages:
+                for task in profile.task_names:
+                    for r in grid_of[(run.run_id, task)]:
+                        add(r)
+        elif stage == "finetune":
+            key = (run.base.run_id, run.task.name)
+            grid = grid_of.get(key, [])
+            if run in grid and all(r.run_id in out["finetune"] for r in grid):
+                for r in final_runs_for(profile, run.base, run.task.name, out["finetune"]):
+                    finals[r.run_id] = r
+                    if r.run_id in out["finetune"]:
+                        if "eval" in stages:
+                            add(eval_run(profile, r))
+                    else:
+                        add(r)
+            elif run.run_id in finals and run not in grid and "eval" in stages:
+                add(eval_run(profile, run))
+
+    pool = ProcessPoolExecutor(many, mp_context=multiprocessing.get_context("spawn")) if many > 1 else _Inline()
+    with pool:
+        for run in pre:
+            add(run)
+        while ready or running:
+            held = []  # pre-training runs beyond profile.pretrain_workers at once wait (they fill the GPU)
+            while ready and len(running) < many and (deadline is None or time.time() < deadline):
+                item = heapq.heappop(ready)
+                run = item[-1]
+                pretraining = sum(isinstance(r, PretrainRun) for r in running.values())
+                if isinstance(run, PretrainRun) and pretraining >= max(1, profile.pretrain_workers):
+                    held.append(item)
+                    continue
+                running[pool.submit(_worker, (stage_of(run), run, deadline, threads))] = run
+            for item in held:
+                heapq.heappush(ready, item)
+            if not running:
+                break  # past the deadline with runs still waiting: a later call resumes them
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                run = running.pop(future)
+                run_id, result = future.result()
+                stamp = time.strftime("%H:%M:%S")
+                if result is None:
+                    print(f"[{stamp}] deadline: {stage_of(run)} {run_id} checkpointed", flush=True)
+                    continue
+                export(run, result, tables_dir)
+                print(f"[{stamp}] done {stage_of(run)} {run_id}", flush=True)
+                done(run, result)
+    return {stage: results for stage, results in out.items() if results or stage in stages}
 
 
 def rerun_chains(profile: Profile, tables_dir: Path, scratch_dir: Path, eval_ids: set[str], *,
@@ -654,8 +799,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"profile": profile.name, "rerun_evaluations_done": len(done),
                           "wall_s": round(time.time() - t0, 1)}))
         return 0
-    out = run_all(profile, Path(args.tables_dir), workers=args.workers, deadline=deadline,
-                  stages=tuple(args.stages.split(",")), progress=False)
+    try:
+        out = run_graph(profile, Path(args.tables_dir), workers=args.workers, deadline=deadline,
+                        stages=tuple(args.stages.split(",")))
+    except (ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     counts = {stage: len(results) for stage, results in out.items()}
     print(json.dumps({"profile": profile.name, "done": counts, "wall_s": round(time.time() - t0, 1)}))
     return 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 IGNORE_INDEX = -100  # targets with this value carry no loss (prompt and padding positions)
 
@@ -239,8 +240,12 @@ class KVCache:
 
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep (and duplicate) batch rows: beam search follows the surviving beams."""
-        self.k = [None if t is None else t.index_select(0, rows) for t in self.k]
-        self.v = [None if t is None else t.index_select(0, rows) for t in self.v]
+        # one tensor at a time, so that the old one is freed before the next copy: memory peaks at
+        # the cache plus one layer's keys, not at two caches
+        for store in (self.k, self.v):
+            for layer, t in enumerate(store):
+                if t is not None:
+                    store[layer] = t.index_select(0, rows)
 
 
 class _Decoder:
@@ -263,7 +268,9 @@ class _Decoder:
             valid[i, L - len(p):] = True
         idx, valid = idx.to(dev), valid.to(dev)
         self.lengths = valid.sum(1)  # (B,) real prompt lengths
-        self.key_valid = valid  # (B, L + t) which cached keys are real tokens
+        # (B, L + max_new) which cached keys are real tokens; every generated one is, so the final
+        # width is allocated once and a step only slices it
+        self.key_valid = torch.cat([valid, valid.new_ones(B, max_new)], dim=1)
         self.cache = KVCache(net.config.n_layer, L + max_new)
         self.t = 0  # tokens generated so far
         self.L = L
@@ -274,19 +281,17 @@ class _Decoder:
         hidden = net.forward_cached(idx, pos, mask[:, None], self.cache, 0)  # (B, L, C)
         self.last_logits = net.lm_head(hidden[:, -1]).float()  # (B, V)
 
-    def reorder(self, rows: torch.Tensor) -> None:
-        self.cache.reorder(rows)
-        self.lengths = self.lengths.index_select(0, rows)
-        self.key_valid = self.key_valid.index_select(0, rows)
-        self.last_logits = self.last_logits.index_select(0, rows)
-
-    def step(self, tokens: torch.Tensor) -> None:
-        """Feed one token per row ``(B,)``; updates ``last_logits`` to ``(B, V)``."""
-        B = tokens.size(0)
+    def step(self, tokens: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        """Feed one token per row ``(R,)``; updates ``last_logits`` to ``(R, V)``. With ``rows``,
+        first keep (and duplicate) those batch rows: beam search follows the surviving beams. The
+        old logits are not reordered: the new ones replace them."""
+        if rows is not None:
+            self.cache.reorder(rows)
+            self.lengths = self.lengths.index_select(0, rows)
+            self.key_valid = self.key_valid.index_select(0, rows)
         # rows that already finished keep being fed padding; clamp so their positions stay valid
-        pos = (self.lengths + self.t).clamp(max=self.block_size - 1)[:, None]  # (B, 1)
-        self.key_valid = torch.cat([self.key_valid, self.key_valid.new_ones(B, 1)], dim=1)
-        mask = self.key_valid[:, None, None, :]  # (B, 1, 1, L + t + 1)
+        pos = (self.lengths + self.t).clamp(max=self.block_size - 1)[:, None]  # (R, 1)
+        mask = self.key_valid[:, None, None, :self.L + self.t + 1]  # (R, 1, 1, L + t + 1)
         hidden = self.net.forward_cached(tokens[:, None], pos, mask, self.cache, self.L + self.t)
         self.last_logits = self.net.lm_head(hidden[:, -1]).float()
         self.t += 1
@@ -308,115 +313,127 @@ def ban_repeated_ngrams_(scores: torch.Tensor, history: torch.Tensor, n: int) ->
     return scores.masked_fill_(flags[:, :V], float("-inf"))
 
 
+def _stop_check_every(device: torch.device) -> int:
+    """Steps between the checks whether every prompt is done. A check waits for the device to
+    finish the queued work, which on a GPU stalls the next step's launches; decoding a few steps
+    past the end costs less. Finished rows are frozen, so the result is the same either way."""
+    return 1 if device.type == "cpu" else 4
+
+
 def _greedy(net: GPT, prompts, max_new: list[int], eos_id: int, pad_id: int, ngram: int) -> list[list[int]]:
-    dec = _Decoder(net, prompts, pad_id, max(max_new))
+    T = max(max_new)
+    dec = _Decoder(net, prompts, pad_id, T)
     dev = dec.last_logits.device
     B = len(prompts)
     limits = torch.tensor(max_new, device=dev)
     finished = torch.zeros(B, dtype=torch.bool, device=dev)
-    history = torch.zeros(B, 0, dtype=torch.long, device=dev)
-    out: list[list[int]] = [[] for _ in range(B)]
-    for t in range(max(max_new)):
-        scores = ban_repeated_ngrams_(dec.last_logits, history, ngram)
-        nxt = scores.argmax(-1)  # (B,)
-        nxt = torch.where(finished, torch.full_like(nxt, pad_id), nxt)
-        keep = ~finished & (nxt != eos_id)
-        for i in keep.nonzero().flatten().tolist():
-            out[i].append(int(nxt[i]))
+    out = torch.full((B, T), pad_id, dtype=torch.long, device=dev)  # fed tokens; padding once finished
+    # tokens kept per row: a row stops for good at its first EOS or at its limit, so they are the
+    # first n_out of its row of out
+    n_out = torch.zeros(B, dtype=torch.long, device=dev)
+    check_every = _stop_check_every(dev)
+    for t in range(T):
+        scores = ban_repeated_ngrams_(dec.last_logits, out[:, :t], ngram)
+        nxt = scores.argmax(-1).masked_fill_(finished, pad_id)  # (B,)
+        n_out += ~finished & (nxt != eos_id)
+        out[:, t] = nxt
         finished = finished | (nxt == eos_id) | (t + 1 >= limits)
-        history = torch.cat([history, nxt[:, None]], dim=1)
-        if bool(finished.all()):
+        if t + 1 == T or ((t + 1) % check_every == 0 and bool(finished.all())):
             break
         dec.step(nxt)
-    return out
-
-
-class _Hypotheses:
-    """The best ``k`` finished hypotheses of one prompt, scored by sum of log-probs / length**lp."""
-
-    def __init__(self, k: int, length_penalty: float):
-        self.k, self.lp = k, length_penalty
-        self.items: list[tuple[float, list[int]]] = []
-
-    def add(self, tokens: list[int], sum_logprob: float, length: int) -> None:
-        score = sum_logprob / (length ** self.lp)
-        if len(self.items) < self.k or score > self.worst():
-            self.items.append((score, tokens))
-            if len(self.items) > self.k:
-                self.items.remove(min(self.items, key=lambda s: s[0]))
-
-    def worst(self) -> float:
-        return min(s for s, _ in self.items)
-
-    def is_done(self, best_running: float, length: int) -> bool:
-        # The simple rule of Hugging Face's beam search (early_stopping=False): stop once k hypotheses
-        # are finished and the best running beam, scored at its current length, is no better than
-        # the worst of them. With length_penalty > 0 a longer beam could still overtake; we accept it.
-        return len(self.items) >= self.k and self.worst() >= best_running / (length ** self.lp)
-
-    def best(self) -> list[int]:
-        return max(self.items, key=lambda s: s[0])[1]
+    return [row[:n] for row, n in zip(out.tolist(), n_out.tolist())]
 
 
 def _beam(net: GPT, prompts, max_new: list[int], eos_id: int, pad_id: int, K: int, lp: float,
           ngram: int) -> list[list[int]]:
-    dec = _Decoder(net, prompts, pad_id, max(max_new))
+    """Beam search over a batch, every step a fixed number of tensor operations (no loop over
+    prompts). Finished hypotheses live on the device: each prompt's best ``K`` so far, best first."""
+    T = max(max_new)
+    dec = _Decoder(net, prompts, pad_id, T)
     dev = dec.last_logits.device
     B, V = len(prompts), dec.last_logits.size(-1)
-    hyps = [_Hypotheses(K, lp) for _ in range(B)]
-    done = [False] * B
+    limits = torch.tensor(max_new, device=dev)
+    done = torch.zeros(B, dtype=torch.bool, device=dev)  # a done prompt adds no hypotheses any more
+    # Hypothesis scores are normalised and compared in float64, as Python floats are: a float32
+    # division could break a near tie differently from the one-prompt reference. Empty slots: -inf.
+    hyp_score = torch.full((B, K), float("-inf"), dtype=torch.float64, device=dev)
+    hyp_tokens = torch.full((B, K, T), pad_id, dtype=torch.long, device=dev)  # padded after hyp_len
+    hyp_len = torch.zeros(B, K, dtype=torch.long, device=dev)
+    n_hyp = torch.zeros(B, dtype=torch.long, device=dev)  # hypotheses ever added, at most K
+    first_row = torch.arange(B, device=dev)[:, None]  # times n_src: the row of a prompt's first beam
     n_src = 1  # beams per prompt before this step: one (the prompt) at the first step, then K
     scores = torch.zeros(B, 1, device=dev)  # (B, n_src) running sums of log-probs
-    history = torch.zeros(B, 0, dtype=torch.long, device=dev)  # (B * n_src, t)
-    for t in range(max(max_new)):
+    history = torch.full((B, T), pad_id, dtype=torch.long, device=dev)  # (B * n_src, T): t tokens, padding
+    check_every = _stop_check_every(dev)
+    for t in range(T):
+        active = ~done
         logp = torch.log_softmax(dec.last_logits, dim=-1)  # (B * n_src, V)
-        logp = ban_repeated_ngrams_(logp, history, ngram)
+        logp = ban_repeated_ngrams_(logp, history[:, :t], ngram)
         cand = (scores[:, :, None] + logp.view(B, n_src, V)).view(B, n_src * V)
         top_s, top_i = cand.topk(2 * K, dim=1)  # (B, 2K): enough to keep K beams after EOS ones
-        top_s, top_src, top_tok = top_s.tolist(), (top_i // V).tolist(), (top_i % V).tolist()
-        hist_rows = history.tolist()
-        rows, toks, new_scores = [], [], []
-        for b in range(B):
-            if done[b]:  # a finished prompt keeps K dummy beams so the batch stays rectangular
-                rows += [b * n_src] * K
-                toks += [pad_id] * K
-                new_scores += [0.0] * K
-                continue
-            kept = []
-            for rank in range(2 * K):
-                s, src, tok = top_s[b][rank], b * n_src + top_src[b][rank], top_tok[b][rank]
-                if tok == eos_id:
-                    if rank < K:  # an EOS outside the top K is not a hypothesis (as in HF)
-                        hyps[b].add(hist_rows[src], s, t + 1)  # length counts the EOS
-                else:
-                    kept.append((src, tok, s))
-                    if len(kept) == K:
-                        break
-            rows += [r for r, _, _ in kept]
-            toks += [w for _, w, _ in kept]
-            new_scores += [s for _, _, s in kept]
-            if t + 1 >= max_new[b]:  # out of room: the running beams become hypotheses
-                for src, tok, s in kept:
-                    hyps[b].add(hist_rows[src] + [tok], s, t + 1)
-                done[b] = True
-            elif hyps[b].is_done(max(s for _, _, s in kept), t + 1):
-                done[b] = True
-        if all(done):
+        top_src, top_tok = top_i // V, top_i % V
+        is_eos = top_tok == eos_id
+        # The new running beams: the first K non-EOS candidates in rank order. Each source beam has
+        # one EOS candidate, so at most n_src <= K of the 2K are EOS and K others always exist.
+        keep = is_eos.to(torch.uint8).argsort(dim=1, stable=True)[:, :K]  # (B, K)
+        scores, src, tok = top_s.gather(1, keep), top_src.gather(1, keep), top_tok.gather(1, keep)
+        rows = (first_row * n_src + src).view(-1)  # (B * K,) the source row of each new beam
+        old_history = history.view(B, n_src, T)
+        history = history.index_select(0, rows)
+        history[:, t] = tok.view(-1)
+
+        # New hypotheses: an EOS among the top K ranks (an EOS further down is not one, as in HF),
+        # with its source beam's tokens; and at a prompt's length limit, all its new running beams.
+        # Either way the length in the score counts t + 1 tokens (the EOS included).
+        norm = (t + 1) ** lp
+        eos_new = is_eos[:, :K] & active[:, None]  # (B, K)
+        at_limit = active & (t + 1 >= limits)  # (B,)
+        eos_tokens = old_history.gather(1, top_src[:, :K, None].expand(B, K, T))  # (B, K, T)
+        pool_score = torch.cat([hyp_score,
+                                torch.where(eos_new, top_s[:, :K].double() / norm, float("-inf")),
+                                torch.where(at_limit[:, None], scores.double() / norm, float("-inf"))], dim=1)
+        pool_tokens = torch.cat([hyp_tokens, eos_tokens, history.view(B, K, T)], dim=1)  # (B, 3K, T)
+        pool_len = torch.cat([hyp_len, torch.full_like(hyp_len, t), torch.full_like(hyp_len, t + 1)], dim=1)
+        # Keep the best K. The stable sort puts kept hypotheses before new ones of equal score, so an
+        # exact tie does not replace a hypothesis, as in a one-at-a-time "add if better than the worst".
+        best = pool_score.argsort(dim=1, descending=True, stable=True)[:, :K]  # (B, K)
+        hyp_score = pool_score.gather(1, best)
+        hyp_tokens = pool_tokens.gather(1, best[:, :, None].expand(B, K, T))
+        hyp_len = pool_len.gather(1, best)
+        n_hyp = (n_hyp + eos_new.sum(1) + K * at_limit).clamp(max=K)
+
+        # The simple rule of Hugging Face's beam search (early_stopping=False): stop once K hypotheses
+        # are finished and the best running beam, scored at its current length, is no better than
+        # the worst of them. With length_penalty > 0 a longer beam could still overtake; we accept it.
+        beaten = (n_hyp >= K) & (hyp_score[:, -1] >= scores.max(1).values.double() / norm)
+        done = done | at_limit | beaten
+        if t + 1 == T or ((t + 1) % check_every == 0 and bool(done.all())):
             break
-        rows_t = torch.tensor(rows, device=dev)
-        toks_t = torch.tensor(toks, device=dev)
-        scores = torch.tensor(new_scores, device=dev).view(B, K)
-        history = torch.cat([history.index_select(0, rows_t), toks_t[:, None]], dim=1)
-        dec.reorder(rows_t)
-        dec.step(toks_t)
+        dec.step(tok.view(-1), rows)
         n_src = K
-    return [h.best() for h in hyps]
+    return [row[:n] for row, n in zip(hyp_tokens[:, 0].tolist(), hyp_len[:, 0].tolist())]
+
+
+# Attention kernels for decoding. cuDNN's, PyTorch's first choice for masked attention on recent
+# GPUs, builds a graph on the CPU for every new shape, and the key length grows at every step: on
+# an H100 that made a decode step ten times slower than with the memory-efficient kernel
+# (benchmarks/bench_decode.py). The CPU has no cuDNN; this changes nothing there.
+_DECODE_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def default_decode_batch_size(device: torch.device) -> int:
+    """Prompts per decode batch (each is ``beam_size`` rows). On a GPU a decode step of a small model
+    takes longer to launch than to run: on an H100, gpu-large with beam 4 took 4.5 ms a step for 64
+    prompts and 4.1 ms for 256, so prompts per second grew fourfold, and its memory peaked at 4.3
+    GiB with prompts of up to 447 tokens (benchmarks/bench_decode.py). The CPU is bound by memory
+    traffic and does best with small batches."""
+    return 256 if device.type == "cuda" else 64
 
 
 @torch.no_grad()
 def generate(model: nn.Module, prompts: list[list[int]], *, max_new_tokens: int, eos_id: int, pad_id: int,
              beam_size: int = 1, length_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
-             batch_size: int = 64) -> list[list[int]]:
+             batch_size: int | None = None) -> list[list[int]]:
     """Continue each prompt; return the generated tokens only (EOS not included), in prompt order.
 
     Greedy when ``beam_size == 1``, else beam search: ``beam_size`` running beams per prompt, a
@@ -428,8 +445,9 @@ def generate(model: nn.Module, prompts: list[list[int]], *, max_new_tokens: int,
     fine-tuning follows, the prompt is not included (so copying a name from the table is allowed).
 
     A prompt of length n gets at most ``min(max_new_tokens, block_size - n)`` new tokens. Prompts
-    are decoded in batches of ``batch_size`` (sorted by length to limit padding); a batched result
-    equals the one-prompt-at-a-time result up to floating-point rounding. Chapter 05 explains it.
+    are decoded in batches of ``batch_size`` (default: :func:`default_decode_batch_size`), sorted by
+    length to limit padding; a batched result equals the one-prompt-at-a-time result up to
+    floating-point rounding. Chapter 05 explains it.
     """
     net = getattr(model, "_orig_mod", model)  # generation runs eagerly: shapes change every step
     if not isinstance(net, GPT):
@@ -441,6 +459,8 @@ def generate(model: nn.Module, prompts: list[list[int]], *, max_new_tokens: int,
         raise ValueError(f"beam_size must be in [1, vocab_size / 2 = {V // 2}], got {beam_size}")
     if no_repeat_ngram_size < 0:
         raise ValueError(f"no_repeat_ngram_size must be >= 0, got {no_repeat_ngram_size}")
+    if batch_size is None:
+        batch_size = default_decode_batch_size(next(net.parameters()).device)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     for token_id, name in ((eos_id, "eos_id"), (pad_id, "pad_id")):
@@ -454,17 +474,18 @@ def generate(model: nn.Module, prompts: list[list[int]], *, max_new_tokens: int,
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[list[int]] = [[] for _ in prompts]
     try:
-        for s in range(0, len(order), batch_size):
-            ids = order[s:s + batch_size]
-            chunk = [list(prompts[i]) for i in ids]
-            limits = [min(max_new_tokens, block - len(p)) for p in chunk]
-            if beam_size == 1:
-                outs = _greedy(net, chunk, limits, eos_id, pad_id, no_repeat_ngram_size)
-            else:
-                outs = _beam(net, chunk, limits, eos_id, pad_id, beam_size, length_penalty,
-                             no_repeat_ngram_size)
-            for i, o in zip(ids, outs):
-                results[i] = o
+        with sdpa_kernel(_DECODE_ATTENTION):
+            for s in range(0, len(order), batch_size):
+                ids = order[s:s + batch_size]
+                chunk = [list(prompts[i]) for i in ids]
+                limits = [min(max_new_tokens, block - len(p)) for p in chunk]
+                if beam_size == 1:
+                    outs = _greedy(net, chunk, limits, eos_id, pad_id, no_repeat_ngram_size)
+                else:
+                    outs = _beam(net, chunk, limits, eos_id, pad_id, beam_size, length_penalty,
+                                 no_repeat_ngram_size)
+                for i, o in zip(ids, outs):
+                    results[i] = o
     finally:
         net.train(was_training)
     return results

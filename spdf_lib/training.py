@@ -8,8 +8,11 @@ With a zero gradient AdamW's moments of a masked entry stay zero and its decoupl
 multiplies zero, so the weight stays exactly zero; the weights are re-zeroed anyway at every
 checkpoint and at the end, as a guard that costs nothing per step.
 
-On CUDA the model runs under bf16 autocast and, for pre-training, ``torch.compile``; on the CPU it
-runs in fp32, eagerly.
+On CUDA the model runs under bf16 autocast and, for pre-training, ``torch.compile`` with CUDA graphs
+(``mode="reduce-overhead"``: the shapes never change, and a tiny model's step is otherwise bound by
+the host launching kernels one by one). The host never waits for the GPU inside a step: batches are
+copied from pinned memory without blocking, and the logged losses come back through non-blocking
+copies that are read once they have landed. On the CPU the model runs in fp32, eagerly.
 """
 
 from __future__ import annotations
@@ -100,10 +103,65 @@ def mean_loss(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torc
     return total / count
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; from the CPU to CUDA through pinned memory, so the copy does not block the host
+    (a copy from pageable memory waits for every kernel queued before it)."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+class _LossLog:
+    """Means of the per-step losses, brought to the host without stalling the GPU.
+
+    ``add`` keeps a step's loss on the device; ``flush`` averages the kept losses there and starts a
+    non-blocking copy of the mean into pinned host memory; ``collect`` appends, in order, every mean
+    whose copy has landed (``wait=True``: all of them) to the log. Only checkpoints, evaluations and
+    the end wait, so the host can queue the next steps while the GPU works.
+    """
+
+    def __init__(self, log: dict, device: torch.device, pending: list[float]):
+        self.log, self.device = log, device
+        self.pending = [torch.tensor(v, dtype=torch.float32, device=device) for v in pending]
+        self.in_flight: list[tuple[int, torch.Tensor, object]] = []
+
+    def add(self, loss: torch.Tensor) -> None:
+        # a copy: under CUDA graphs the loss tensor is overwritten by the next step
+        self.pending.append(loss.detach().float().clone())
+
+    def flush(self, step_done: int) -> None:
+        if not self.pending:
+            return
+        mean = torch.stack(self.pending).mean()
+        self.pending.clear()
+        if self.device.type == "cuda":
+            host = torch.empty((), dtype=torch.float32, pin_memory=True)
+            host.copy_(mean, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self.in_flight.append((step_done, host, event))
+        else:
+            self.in_flight.append((step_done, mean, None))
+
+    def collect(self, wait: bool = False) -> None:
+        while self.in_flight:
+            step_done, value, event = self.in_flight[0]
+            if event is not None and not wait and not event.query():
+                return
+            if event is not None:
+                event.synchronize()
+            self.log["train_step"].append(step_done)
+            self.log["train_loss"].append(float(value))
+            self.in_flight.pop(0)
+
+    def pending_values(self) -> list[float]:
+        return [float(p) for p in self.pending]
+
+
 def _checkpoint_state(model, optimizer, step: int, log: dict, pending: list | None = None) -> dict:
     return {"model": {k.removeprefix("_orig_mod."): v for k, v in model.state_dict().items()},
             "optimizer": optimizer.state_dict(), "step": step, "log": log,
-            "torch_rng": torch.get_rng_state(), "pending": [float(p) for p in pending or []]}
+            "torch_rng": torch.get_rng_state(), "pending": list(pending or [])}
 
 
 def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
@@ -136,26 +194,28 @@ def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tenso
             start, log = state["step"], state["log"]
             restored_pending = state.get("pending", [])
             print(f"{desc}: resumed from step {start} of {optim.total_steps}")
-    step_fn = torch.compile(model) if compile_model else model
+    # CUDA graphs replay the whole compiled step; on the CPU there is nothing to gain from them
+    cuda_graphs = compile_model and device.type == "cuda"
+    step_fn = torch.compile(model, mode="reduce-overhead" if cuda_graphs else None) if compile_model else model
     model.train()
-    # per-step losses kept on the device until the next sync (a deadline checkpoint carries them)
-    pending: list[torch.Tensor] = [torch.tensor(v, dtype=torch.float32, device=device) for v in restored_pending]
+    losses = _LossLog(log, device, restored_pending)
     t0, tokens_here = time.time(), 0
-
-    def flush(step_done: int) -> None:
-        if pending:
-            log["train_step"].append(step_done)
-            log["train_loss"].append(float(torch.stack(pending).float().mean()))
-            pending.clear()
-
     bar = tqdm(total=optim.total_steps, initial=start, desc=desc, disable=not progress, leave=False,
                mininterval=2.0)
+
+    def show_progress() -> None:
+        if log["train_loss"]:
+            bar.set_postfix(loss=f"{log['train_loss'][-1]:.3f}",
+                            tok_s=f"{tokens_here / max(1e-9, time.time() - t0):,.0f}", refresh=False)
+
     for step in range(start, optim.total_steps):
         x, y = batch_at(step)
         n_tokens = int((y != -100).sum())  # counted on the host: no device sync per step
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = to_device(x, device), to_device(y, device)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, optim)
+        if cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast(device):
             _, loss = step_fn(x, y)
         loss.backward()
@@ -164,30 +224,34 @@ def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tenso
             torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
         optimizer.step()  # masked weights stay exactly 0: zero gradient, zero moments, decay of 0 is 0
         optimizer.zero_grad(set_to_none=True)
-        pending.append(loss.detach())
+        losses.add(loss)
         log["tokens"] += n_tokens
         tokens_here += n_tokens
         done = step + 1
         if done % log_every == 0:
-            flush(done)
-            bar.set_postfix(loss=f"{log['train_loss'][-1]:.3f}",
-                            tok_s=f"{tokens_here / max(1e-9, time.time() - t0):,.0f}")
+            losses.flush(done)
+            losses.collect()
+            show_progress()
         bar.update(1)
         if evaluate is not None and eval_every and done % eval_every == 0 and done < optim.total_steps:
+            losses.collect(wait=True)
             log["val_step"].append(done)
             log["val_loss"].append(evaluate())
         at_checkpoint = checkpoint_path is not None and done % checkpoint_every == 0
         past_deadline = deadline is not None and time.time() > deadline and done < optim.total_steps
         if at_checkpoint or (past_deadline and checkpoint_path is not None):
             if at_checkpoint:
-                flush(done)  # a deadline checkpoint keeps the losses pending: the resumed log is the same
+                losses.flush(done)  # a deadline checkpoint keeps the losses pending: the resumed log is the same
+            losses.collect(wait=True)
             sparsity.mask_weights_(model)  # a guard, off the per-step path (see the module docstring)
-            store.save_torch(_checkpoint_state(model, optimizer, done, log, pending), checkpoint_path)
+            store.save_torch(_checkpoint_state(model, optimizer, done, log, losses.pending_values()),
+                             checkpoint_path)
         if past_deadline:
             bar.close()
             raise DeadlineReached(f"{desc}: stopped at step {done} of {optim.total_steps}; re-run to resume")
     bar.close()
-    flush(optim.total_steps)
+    losses.flush(optim.total_steps)
+    losses.collect(wait=True)
     sparsity.mask_weights_(model)
     if evaluate is not None:
         log["val_step"].append(optim.total_steps)

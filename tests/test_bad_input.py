@@ -310,7 +310,7 @@ def test_the_book_runner_rejects_bad_input_and_writes_nothing(env, case):
 
 @pytest.mark.parametrize("args,code,pattern", [
     (("--profile", "huge"), 2, r"unknown profile 'huge'"),
-    (("--profile", "smoke", "--stages", "pretrain,bogus"), 1, r"unknown stages \['bogus'\]"),
+    (("--profile", "smoke", "--stages", "pretrain,bogus"), 2, r"unknown stages \['bogus'\]"),
 ])
 def test_the_experiment_runner_rejects_bad_input_and_writes_nothing(env, args, code, pattern):
     result = _cli(env, "spdf_lib.experiments", *args, "--tables-dir", str(env / "tables"))

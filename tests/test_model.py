@@ -240,3 +240,22 @@ def test_generation_respects_block_size_and_restores_mode():
         generate(model, [[1] * 12], max_new_tokens=3, eos_id=1, pad_id=0)
     with pytest.raises(ValueError, match="eos_id"):
         generate(model, [[1]], max_new_tokens=3, eos_id=999, pad_id=0)
+
+
+def test_beam_large_batch_equals_reference():
+    """Many prompts in one batch, with per-prompt limits set by block_size (4 to 20 new tokens):
+    prompts finish at different steps, by EOS, by the stopping rule or at their own limit, while
+    the rest of the batch keeps decoding."""
+    model = tiny_model(6)
+    g = torch.Generator().manual_seed(6)
+    lengths = torch.randint(30, 61, (40,), generator=g).tolist()
+    prompts = [torch.randint(0, TINY.vocab_size, (k,), generator=g).tolist() for k in lengths]
+    eos = eos_seen_midway(model, prompts, 20)
+    kw = dict(max_new_tokens=20, eos_id=eos, pad_id=0, beam_size=3, length_penalty=1.1, no_repeat_ngram_size=3)
+    outs = generate(model, prompts, batch_size=40, **kw)
+    assert generate(model, prompts, batch_size=7, **kw) == outs
+    for p, out in zip(prompts, outs):
+        assert out == ref_beam(model, p, 20, eos, 3, 1.1, ngram=3)
+    limits = [min(20, TINY.block_size - len(p)) for p in prompts]
+    assert any(len(o) < lim for o, lim in zip(outs, limits))  # some stop before their limit
+    assert any(len(o) == lim for o, lim in zip(outs, limits) if lim < 20)  # some end at a limit below 20

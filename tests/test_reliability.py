@@ -507,6 +507,38 @@ def test_the_same_profile_and_seed_give_identical_tables(world, tmp_path, monkey
     assert any(name.endswith(".outputs.txt.gz") and gzip.decompress(first[name]).strip() for name in first)
 
 
+def _graph_profile():
+    """A smoke profile small enough to run whole: one size, two sparsities, one task, two seeds and
+    two learning rates (so the choice of rate, the later seeds and the masks-kept control all occur)."""
+    smoke = get_profile(H.PROFILE)
+    finetune = dataclasses.replace(smoke.finetune, tasks=(smoke.task("e2e"),), lr_grid=(1e-3, 3e-3))
+    return dataclasses.replace(smoke, sizes=("smoke-small",), sparsity_levels=(0.0, 0.75), seeds=(0, 1),
+                               finetune=finetune)
+
+
+def test_the_dependency_driven_runner_computes_what_the_staged_runner_plans(world, tmp_path, monkeypatch):
+    """run_graph (two worker processes, each run started when its inputs exist) computes exactly the
+    runs run_all plans, stage by stage; run_all then finds every one of them in the cache."""
+    profile = _graph_profile()
+    monkeypatch.setenv("SPDF_CACHE", str(world.copy_cache(tmp_path / "cache", drop=("finetune", "eval"))))
+    stages = ("pretrain", "finetune", "eval")
+    graph = E.run_graph(profile, tmp_path / "graph", workers=2, stages=stages)
+    assert len(graph["finetune"]) == 8 and len(graph["eval"]) == 6  # 4 grid + 1 seed + 3 control; 2 + 4
+    staged = E.run_all(profile, tmp_path / "staged", stages=stages, progress=False)
+    for stage in stages:
+        assert {k: v["key"] for k, v in graph[stage].items()} == {k: v["key"] for k, v in staged[stage].items()}
+        assert without_wall_clock(graph[stage]) == without_wall_clock(staged[stage])
+    assert tree(tmp_path / "graph").keys() == tree(tmp_path / "staged").keys()
+
+
+def test_the_dependency_driven_runner_starts_nothing_after_its_deadline(world, tmp_path, monkeypatch):
+    profile = _graph_profile()
+    monkeypatch.setenv("SPDF_CACHE", str(world.copy_cache(tmp_path / "cache", drop=("finetune", "eval"))))
+    out = E.run_graph(profile, tmp_path / "tables", workers=1, deadline=0.0, stages=("pretrain", "finetune"))
+    assert len(out["pretrain"]) == 2 and out["finetune"] == {}  # the pre-trained models were cached
+    assert not (tmp_path / "cache" / "finetune").exists()
+
+
 # ------------------------------------------------------------------------ 6. atomic writes
 
 def _pretrain_run_stub():

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One command of the published gpu run on a lent GPU machine that holds a command to 10 minutes and
+# takes at most 64 MiB per call (README, "Publishing the gpu profile"). Called repeatedly:
+#
+#   bash scripts/gpu_device_step.sh setup     # the first call: wheels, the first part of the data
+#   bash scripts/gpu_device_step.sh 8.5       # later calls: unpack what came along, then run or
+#                                             # resume the profile for at most 8.5 minutes
+#
+# Carried, ignored folders it reads when present: .whl/ (wheels of packages the machine lacks),
+# .gpu/part*/ (slices of the data folder: pretrain/<source>/ and finetune.tar.xz) and .gpu/tok/ (the
+# gpu tokenizer, so that the machine need not train it). Results go to $TABLES (outside the
+# checkout, so nothing committed is reused) and, with the log and the timings, to $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+export SPDF_DATA=${SPDF_DATA:-/root/spdf_data} SPDF_CACHE=${SPDF_CACHE:-/root/spdf_cache}
+export TABLES=${TABLES:-/root/spdf_tables} OUT=${OUT:-/tmp/out}
+STEP=${1:?usage: gpu_device_step.sh setup|MINUTES}
+LOG=$(dirname "$TABLES")/spdf_run.log
+mkdir -p "$SPDF_DATA/pretrain" "$SPDF_CACHE/tokenizer" "$TABLES" "$OUT"
+echo "$(date +%s) start $STEP" >>"$LOG.times"
+
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+fi
+export PYTHONPATH=/tmp/site:$PWD
+for part in .gpu/part*/; do
+  [ -d "$part/pretrain" ] && cp -rn "$part"/pretrain/* "$SPDF_DATA/pretrain/"
+  [ -f "$part/finetune.tar.xz" ] && tar xJf "$part/finetune.tar.xz" -C "$SPDF_DATA"
+done
+[ -d .gpu/tok ] && cp -rn .gpu/tok/* "$SPDF_CACHE/tokenizer/"
+{ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+  python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+  echo "cpu cores: $(nproc)"; } >"$OUT/gpu_env.txt"
+
+status=0
+if [ "$STEP" != setup ]; then
+  MINUTES=$STEP TABLES=$TABLES bash scripts/gpu_profile.sh 2>&1 | grep --line-buffered -v "^data root:" | tee -a "$LOG"
+  status=$?
+fi
+echo "$(date +%s) end $STEP" >>"$LOG.times"
+cp "$LOG.times" "$OUT/times.txt"; [ -f "$LOG" ] && cp "$LOG" "$OUT/gpu_run.log"
+tar czf "$OUT/tables.tgz" -C "$TABLES" .
+exit $status
