@@ -41,9 +41,9 @@ evals = report.eval_frame(out["eval"].values())
 report.write_table(evals, TABLES, P.name, "test_results")
 cs = tables.cells(out["eval"].values())
 small, large = P.sizes
-for note in (report.missing_note(experiments.MISSING), report.provenance_note(out["eval"].values(), TABLES, P.name)):
-    if note:
-        display(Markdown(note))
+missing = report.missing_note(experiments.MISSING)
+if missing:
+    display(Markdown(missing))
 display(Markdown(f"BLEU is sacrebleu's corpus BLEU (tokenization `{report.BLEU_TOKENIZATION}`, mixed case) "
                  f"over {report.test_sizes(evals)}."))
 

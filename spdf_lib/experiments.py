@@ -740,36 +740,6 @@ def run_graph(profile: Profile, tables_dir: Path, *, workers: int | None = None,
     return {stage: results for stage, results in out.items() if results or stage in stages}
 
 
-def rerun_chains(profile: Profile, tables_dir: Path, scratch_dir: Path, eval_ids: set[str], *,
-                 workers: int | None = None, deadline: float | None = None) -> dict[str, dict]:
-    """Recompute the whole chain (pre-training, fine-tuning at the committed choice of learning rate,
-    evaluation) behind the test evaluations ``eval_ids``, writing only into ``scratch_dir``.
-
-    Used when a run of a published profile lost its fine-tuned models before every evaluation was
-    done. The learning rates come from the grid results committed under ``tables_dir``; nothing
-    committed is reused for the chain itself, so each recomputed cell rests on models of its own.
-    """
-    many = profile.workers if workers is None else workers
-    bases = pretraining_runs(profile)
-    grid_results = {r.run_id: committed_result(r, tables_dir) for r in grid_runs(profile, bases)}
-    absent = [k for k, v in grid_results.items() if v is None]
-    if absent:
-        raise RuntimeError(f"the learning-rate grid is incomplete under {tables_dir} (e.g. {absent[0]})")
-    finals = [r for r in final_runs(profile, bases, grid_results) if r.run_id in eval_ids]
-    unknown = set(eval_ids) - {r.run_id for r in finals}
-    if unknown:
-        raise ValueError(f"not evaluation runs of profile {profile.name!r}: {sorted(unknown)}")
-    chain_bases = list({r.base.run_id: r.base for r in finals}.values())
-    kw = dict(tables_dir=scratch_dir, deadline=deadline, allow_compute=True, progress=False)
-    _prepare_data(profile)
-    done = execute(chain_bases, workers=len(chain_bases), **kw)
-    if len(done) < len(chain_bases):
-        return {}
-    tuned = execute(finals, workers=many, **kw)
-    ready = [r for r in finals if r.run_id in tuned]
-    return execute([eval_run(profile, r) for r in ready], workers=many, **kw)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the SPDF experiment grid of one profile.")
     parser.add_argument("--profile", required=True)
@@ -778,10 +748,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop (with checkpoints) after this many minutes; re-run to resume")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {STAGES}")
-    parser.add_argument("--rerun-chains", default=None, metavar="IDS",
-                        help="comma-separated evaluation run ids whose whole chain is recomputed into "
-                             "--scratch-dir (see rerun_chains)")
-    parser.add_argument("--scratch-dir", default=None)
     args = parser.parse_args(argv)
     try:
         profile = get_profile(args.profile)
@@ -790,15 +756,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     deadline = time.time() + 60 * args.minutes if args.minutes else None
     t0 = time.time()
-    if args.rerun_chains:
-        if not args.scratch_dir:
-            print("error: --rerun-chains needs --scratch-dir", file=sys.stderr)
-            return 2
-        done = rerun_chains(profile, Path(args.tables_dir), Path(args.scratch_dir), set(args.rerun_chains.split(",")),
-                            workers=args.workers, deadline=deadline)
-        print(json.dumps({"profile": profile.name, "rerun_evaluations_done": len(done),
-                          "wall_s": round(time.time() - t0, 1)}))
-        return 0
     try:
         out = run_graph(profile, Path(args.tables_dir), workers=args.workers, deadline=deadline,
                         stages=tuple(args.stages.split(",")))

@@ -343,26 +343,6 @@ def missing_note(missing: dict[str, list[str]]) -> str:
             "finished within the time the GPU was available; `scripts/gpu_profile.sh` resumes the grid.")
 
 
-def provenance_note(results: Iterable[dict], tables_dir: Path, profile: str) -> str:
-    """A paragraph on evaluations that come from a recomputed chain (empty if none), with the
-    re-run pre-trained models compared to the first ones."""
-    rerun = sorted(r["run_id"] for r in results if r.get("provenance"))
-    if not rerun:
-        return ""
-    runs = Path(tables_dir) / profile
-    gaps = []
-    for path in sorted((runs / "runs_rerun" / "pretrain").glob("*.json")):
-        first = runs / "runs" / "pretrain" / path.name
-        if first.exists():
-            again, before = store.read_json_verified(path)["val_ppl"], store.read_json_verified(first)["val_ppl"]
-            gaps.append(f"{path.stem} {before:.3f} then {again:.3f}")
-    return (f"**Provenance.** {len(rerun)} of the evaluations ({', '.join(rerun[:3])}, ...) come from a second GPU "
-            f"session: the fine-tuned models of the first session were lost before they were evaluated, so their "
-            f"whole chain was re-run with the same configuration and seeds (pre-training, fine-tuning at the "
-            f"learning rate chosen in the first session, evaluation). GPU training is not bit-deterministic; "
-            f"validation perplexity of the pre-trained models, first session then re-run: " + "; ".join(gaps) + ".")
-
-
 def grid_edge_note(grid: pd.DataFrame, profile) -> str:
     """Say how often the chosen learning rate sits at an end of the grid (a wider grid might do better)."""
     lrs = profile.finetune.lr_grid
