@@ -561,23 +561,49 @@ def _prepare_data(profile: Profile) -> None:
         pretraining_tokens(tok, split, limit_docs=profile.pretrain.corpus_docs, verbose=False)
 
 
+EVAL_COST = {"summarization": 0, "e2e": 1, "webnlg": 2, "dart": 3}  # test-set decoding, relative
+
+
+def _work(run) -> float:
+    """A rough cost of computing ``run`` (tokens times the model's width squared times depth), used
+    only to start long runs first."""
+    if isinstance(run, EvalRun):
+        return _work(run.finetune) * 0.05 * (1 + EVAL_COST.get(run.finetune.task.name, 0))
+    base = run if isinstance(run, PretrainRun) else run.base
+    size = base.model.n_layer * base.model.n_embd ** 2
+    if isinstance(run, PretrainRun):
+        return float(run.tokens) * size
+    if isinstance(run, FinetuneRun):
+        return float(run.task.epochs * (run.task.max_train_examples or 40_000) * 100) * size
+    return float(run.settings.retrain_tokens * run.settings.iterations) * size  # a pruning run
+
+
+def _pretraining_plan(profile: Profile, tables_dir: Path, stages: tuple[str, ...],
+                      compute: bool) -> tuple[list[PretrainRun], list[PretrainRun]]:
+    """Check ``stages``; return the pre-trained models the tables use and every pre-training the
+    stages need (plus the pruning baseline). When ``compute`` and any of them is neither committed
+    nor cached, the corpus is tokenized first, once, before worker processes would each do it."""
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)}; known: {STAGES}")
+    bases = pretraining_runs(profile)
+    pre = bases + ([random_static_run(profile, bases)] if "prune" in stages else [])
+    if compute and any(committed_result(r, tables_dir) is None and _cached_result(r) is None for r in pre):
+        _prepare_data(profile)
+    return bases, pre
+
+
 def run_all(profile: Profile, tables_dir: Path, *, workers: int | None = None, deadline: float | None = None,
             stages: tuple[str, ...] = ("pretrain", "finetune", "eval"),
             progress: bool = True) -> dict[str, dict[str, dict]]:
     """Run (or load) the stages in order; returns results by stage and run id. A stage whose inputs
     are incomplete (deadline) is left out, and a later call resumes."""
-    unknown = set(stages) - set(STAGES)
-    if unknown:
-        raise ValueError(f"unknown stages {sorted(unknown)}; known: {STAGES}")
     allow = not _needs_gpu(profile)
+    bases, pre = _pretraining_plan(profile, tables_dir, stages, compute=allow)
     many = profile.workers if workers is None else workers
     kw = dict(tables_dir=tables_dir, deadline=deadline, allow_compute=allow, progress=progress)
     out: dict[str, dict[str, dict]] = {}
-    bases = pretraining_runs(profile)
-    pre = bases + ([random_static_run(profile, bases)] if "prune" in stages else [])
-    if allow and any(committed_result(r, tables_dir) is None and _cached_result(r) is None for r in pre):
-        _prepare_data(profile)
-    pre.sort(key=lambda r: -r.tokens * r.model.n_layer * r.model.n_embd ** 2)  # longest first in the pool
+    pre.sort(key=lambda r: -_work(r))  # longest first in the pool
     out["pretrain"] = execute(pre, workers=min(many, profile.pretrain_workers), **kw)
     if allow and len(out["pretrain"]) < len(pre):
         return out
@@ -598,23 +624,6 @@ def run_all(profile: Profile, tables_dir: Path, *, workers: int | None = None, d
     evals = sorted((eval_run(profile, r) for r in finals), key=lambda e: EVAL_COST.get(e.finetune.task.name, 9))
     out["eval"] = execute(evals, workers=many, **kw)
     return out
-
-
-EVAL_COST = {"summarization": 0, "e2e": 1, "webnlg": 2, "dart": 3}  # test-set decoding, relative
-
-
-def _work(run) -> float:
-    """A rough cost of computing ``run`` (tokens times the model's width squared times depth), used
-    only to start long runs first."""
-    if isinstance(run, EvalRun):
-        return _work(run.finetune) * 0.05 * (1 + EVAL_COST.get(run.finetune.task.name, 0))
-    base = run if isinstance(run, PretrainRun) else run.base
-    size = base.model.n_layer * base.model.n_embd ** 2
-    if isinstance(run, PretrainRun):
-        return float(run.tokens) * size
-    if isinstance(run, FinetuneRun):
-        return float(run.task.epochs * (run.task.max_train_examples or 40_000) * 100) * size
-    return float(run.settings.retrain_tokens * run.settings.iterations) * size  # a pruning run
 
 
 class _Inline:
@@ -652,17 +661,11 @@ def run_graph(profile: Profile, tables_dir: Path, *, workers: int | None = None,
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    unknown = set(stages) - set(STAGES)
-    if unknown:
-        raise ValueError(f"unknown stages {sorted(unknown)}; known: {STAGES}")
     if _needs_gpu(profile):
         raise RuntimeError(f"profile {profile.name!r} is computed on a CUDA GPU and none is available here")
+    bases, pre = _pretraining_plan(profile, tables_dir, stages, compute=True)
     many = profile.workers if workers is None else workers
     out: dict[str, dict[str, dict]] = {stage: {} for stage in ("pretrain", "prune", "finetune", "eval")}
-    bases = pretraining_runs(profile)
-    pre = bases + ([random_static_run(profile, bases)] if "prune" in stages else [])
-    if any(committed_result(r, tables_dir) is None and _cached_result(r) is None for r in pre):
-        _prepare_data(profile)
     grid_of = {(b.run_id, t): [finetune_run(profile, b, t, lr, profile.seeds[0]) for lr in profile.finetune.lr_grid]
                for b in bases for t in profile.task_names}
     finals: dict[str, FinetuneRun] = {}  # planned final runs by id (their evaluation follows them)

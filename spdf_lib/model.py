@@ -416,8 +416,9 @@ def _beam(net: GPT, prompts, max_new: list[int], eos_id: int, pad_id: int, K: in
 
 # Attention kernels for decoding. cuDNN's, PyTorch's first choice for masked attention on recent
 # GPUs, builds a graph on the CPU for every new shape, and the key length grows at every step: on
-# an H100 that made a decode step ten times slower than with the memory-efficient kernel
-# (benchmarks/bench_decode.py). The CPU has no cuDNN; this changes nothing there.
+# an H100 that made a decode step ten times slower than without it (59.7 against 6.1 ms at 256
+# prompts, tables/gpu/benchmarks/decode_attention_variants_h100.log). The CPU has no cuDNN; this
+# changes nothing there.
 _DECODE_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
@@ -425,8 +426,9 @@ def default_decode_batch_size(device: torch.device) -> int:
     """Prompts per decode batch (each is ``beam_size`` rows). On a GPU a decode step of a small model
     takes longer to launch than to run: on an H100, gpu-large with beam 4 took 4.5 ms a step for 64
     prompts and 4.1 ms for 256, so prompts per second grew fourfold, and its memory peaked at 4.3
-    GiB with prompts of up to 447 tokens (benchmarks/bench_decode.py). The CPU is bound by memory
-    traffic and does best with small batches."""
+    GiB with prompts of up to 447 tokens (tables/gpu/benchmarks/decode_h100.log). On 2 CPU cores the
+    batch size matters little (cpu-large, beam 2: 83 prompts/s at 64, 92 at 256), and 64 keeps the
+    memory of a laptop run small."""
     return 256 if device.type == "cuda" else 64
 
 
