@@ -1,7 +1,12 @@
 # SPDF companion book. Two commands:
-#   make book    install into .venv, execute every chapter into book/, render _build/html/
+#   make book    install into .venv, then render the published book (book/) into _build/html/;
+#                with PROFILE=..., execute the chapters first (see below)
 #   make test    install, then unit tests, every chapter at PROFILE=smoke, headless-browser check
-# Variables: PROFILE=smoke|cpu|gpu  CHAPTER=NN  FORCE=1  (see README.md)
+# Variables (see README.md):
+#   PROFILE=gpu            execute every chapter into book/ (the published book) and render _build/html/
+#   PROFILE=smoke|cpu      execute into _build/<profile>/book/, render _build/<profile>/_build/html/
+#   CHAPTER=NN  FROM=NN    only chapter NN / chapter NN and every later one
+#   FORCE=1                recompute every result, cached and committed (FORCE accepts only 1 or 0)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -18,21 +23,26 @@ STAMP := $(VENV)/.spdf-install-stamp
 
 PROFILE ?=
 CHAPTER ?=
+FROM ?=
 FORCE ?=
 export FORCE
 # Every data set is read from local files; any hidden call to the Hugging Face Hub fails fast.
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-RUN_ARGS := $(if $(strip $(PROFILE)),--profile $(strip $(PROFILE))) $(if $(strip $(CHAPTER)),--chapter $(strip $(CHAPTER)))
+RUN_ARGS := $(if $(strip $(PROFILE)),--profile $(strip $(PROFILE))) $(if $(strip $(CHAPTER)),--chapter $(strip $(CHAPTER))) $(if $(strip $(FROM)),--from $(strip $(FROM)))
 
 .PHONY: help install chromium book html test clean
 
 help:
-	@echo "make book   [PROFILE=smoke|cpu|gpu] [CHAPTER=NN] [FORCE=1]  execute the chapters and render _build/html/"
-	@echo "make test                                                 unit tests, all chapters at smoke, browser check"
-	@echo "make html                                                 render _build/html/ from the notebooks in book/"
-	@echo "make clean                                                remove _build/ (keeps .venv, book/, tables/)"
+	@echo "make book                          render the published book (book/) into _build/html/; executes nothing"
+	@echo "make book PROFILE=gpu              execute every chapter into book/ (the published book), render _build/html/"
+	@echo "make book PROFILE=smoke|cpu        execute into _build/<profile>/book/, render _build/<profile>/_build/html/"
+	@echo "          [CHAPTER=NN | FROM=NN]   only chapter NN, or chapter NN and every later one"
+	@echo "          [FORCE=1]                recompute every result, cached and committed"
+	@echo "make test                          unit tests, all chapters at smoke, browser check"
+	@echo "make html                          render _build/html/ from the notebooks in book/ (same as plain make book)"
+	@echo "make clean                         remove _build/ (keeps .venv, book/, tables/, .cache/)"
 
 install: $(STAMP)
 
@@ -52,8 +62,7 @@ chromium:
 	fi
 
 book: install
-	"$(PY)" -m spdf_lib.book run $(RUN_ARGS) --book-dir book --tables-dir tables
-	"$(PY)" -m spdf_lib.book render --book-dir book --output .
+	"$(PY)" -m spdf_lib.book build $(RUN_ARGS)
 
 html: install
 	"$(PY)" -m spdf_lib.book render --book-dir book --output .

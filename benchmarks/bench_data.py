@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark of the data layer (spdf_lib.data, spdf_lib.tokenizer; chapter 03).
+"""Benchmark of the data layer (spdf_lib.data: the tokenizer and the token stream; chapter 03).
 
 Targets, on 2 CPU cores: loading and tokenizing the whole pre-training training split (about 300
 million characters) takes at most 5 minutes the first time, and at most 10 s when read back from
@@ -32,10 +32,10 @@ FROM_CACHE_LIMIT_S = 10.0
 _FROM_CACHE = """
 import json, sys, time
 start = time.perf_counter()
-from spdf_lib import data, tokenizer
+from spdf_lib import data
 imported = time.perf_counter()
 args = json.loads(sys.argv[1])
-tok = tokenizer.get_tokenizer(args["vocab"], args["chars"], limit_docs=args["limit"], verbose=False)
+tok = data.get_tokenizer(args["vocab"], args["chars"], limit_docs=args["limit"], verbose=False)
 tokens = data.pretraining_tokens(tok, "train", limit_docs=args["limit"], verbose=False)
 done = time.perf_counter()
 print(json.dumps({"tokens": int(len(tokens)), "import_s": imported - start, "load_s": done - imported}))
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     cache = Path(tempfile.mkdtemp(prefix="spdf-bench-data-"))
     os.environ["SPDF_CACHE"] = str(cache)
 
-    from spdf_lib import data, tokenizer
+    from spdf_lib import data
     from spdf_lib.profiles import get_profile
 
     profile = get_profile(args.profile)
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         summary = data.pretraining_summary("train", limit)
 
         t0 = time.perf_counter()
-        tok = tokenizer.get_tokenizer(vocab, chars, limit_docs=limit, verbose=False)
+        tok = data.get_tokenizer(vocab, chars, limit_docs=limit, verbose=False)
         t_train = time.perf_counter() - t0
 
         t0 = time.perf_counter()

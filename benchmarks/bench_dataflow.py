@@ -18,6 +18,8 @@ import time
 import torch
 
 from spdf_lib import dataflow as df
+from spdf_lib.model import get_config
+from spdf_lib.sparsity import random_mask
 
 TIME_LIMIT_S = 2.0
 MEMORY_LIMIT_GB = 4.0
@@ -38,7 +40,7 @@ def main(argv=None) -> int:
     gen = torch.Generator().manual_seed(0)
     out_f, in_f, tokens, sparsity = 8192, 2048, 256, 0.75
     t0 = time.perf_counter()
-    weight = torch.randn(out_f, in_f, generator=gen) * df.random_mask((out_f, in_f), sparsity, gen)
+    weight = torch.randn(out_f, in_f, generator=gen) * random_mask((out_f, in_f), sparsity, gen)
     x = torch.randn(tokens, in_f, generator=gen)
     setup_s = time.perf_counter() - t0
 
@@ -50,10 +52,8 @@ def main(argv=None) -> int:
     sim_s = statistics.median(times)
 
     t0 = time.perf_counter()
-    from spdf_lib.model import PRESETS
-
     levels = [i / 20 for i in range(20)]  # 0 to 95% in steps of 5%
-    block = df.sweep_block(PRESETS["gpt3-xl"], tokens, levels)
+    block = df.sweep_block(get_config("gpt3-xl"), tokens, levels)
     sweep_s = time.perf_counter() - t0
     mem_gb = peak_rss_gb()
 

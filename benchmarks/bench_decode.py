@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import time
 
 import torch
 
 from spdf_lib import model as model_module
-from spdf_lib.model import GPT, PRESETS, generate
+from spdf_lib.model import GPT, get_config, generate
 
 
 def main() -> None:
@@ -50,7 +49,7 @@ def main() -> None:
     n = args.prompts or (2048 if cuda else 32)
     batch_sizes = [int(b) for b in (args.batch_sizes or ("64,256,512" if cuda else "8,32")).split(",")]
     torch.manual_seed(args.seed)
-    model = GPT(dataclasses.replace(PRESETS[args.preset], vocab_size=args.vocab)).to(device).eval()
+    model = GPT(get_config(args.preset, vocab_size=args.vocab)).to(device).eval()
     g = torch.Generator().manual_seed(args.seed)
     lo, hi = (int(x) for x in args.prompt_lengths.split(","))
     lengths = torch.randint(lo, hi + 1, (n,), generator=g).tolist()

@@ -12,7 +12,6 @@ over processes: the number of worker processes to give ``--workers``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import multiprocessing as mp
 import time
 
@@ -35,11 +34,11 @@ def _batches(vocab: int, batch: int, n: int, seed: int) -> list[tuple[torch.Tens
 def _worker(args) -> tuple[int, float]:
     preset, vocab, batch, seconds, seed, start_at, threads = args
     from spdf_lib import training
-    from spdf_lib.model import GPT, PRESETS
+    from spdf_lib.model import GPT, get_config
 
     torch.set_num_threads(threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = GPT(dataclasses.replace(PRESETS[preset], vocab_size=vocab))
+    model = GPT(get_config(preset, vocab_size=vocab))
     batches = _batches(vocab, batch, 64, seed)
     marks: list[float] = []
 

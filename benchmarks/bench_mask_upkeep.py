@@ -18,13 +18,12 @@ profile trains. The overhead target for ``gpu-large`` is at most 3%. Examples::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import time
 
 import torch
 
-from spdf_lib.model import GPT, PRESETS, generate
+from spdf_lib.model import GPT, get_config, generate
 from spdf_lib.sparsity import SparsitySpec, mask_grads_, mask_weights_, masks, sparsify, unwrap
 
 
@@ -59,12 +58,9 @@ def main() -> None:
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     preset = args.preset or ("gpu-large" if cuda else "cpu-large")
-    cfg = PRESETS[preset]
-    if args.vocab:
-        cfg = dataclasses.replace(cfg, vocab_size=args.vocab)
     batch = args.batch or (64 if cuda else 8)
     seq = args.seq or (512 if cuda else 128)
-    cfg = dataclasses.replace(cfg, block_size=max(cfg.block_size, seq))
+    cfg = get_config(preset, vocab_size=args.vocab or None, block_size=max(get_config(preset).block_size, seq))
     steps = args.steps or (20 if cuda else 3)
     warmup = args.warmup if args.warmup is not None else (10 if cuda else 1)
     use_compile = cuda and not args.no_compile

@@ -12,6 +12,19 @@
 
 # %% [markdown]
 # # 00 About this book
+#
+# This book re-runs, at a scale that fits on a laptop or a single GPU, the experiments behind
+# *SPDF: Sparse Pre-training and Dense Fine-tuning for Large Language Models*
+# ([Thangarasa et al. 2023](#bib-spdf-arxiv)), first published as a Cerebras blog post
+# ([November 2022](#bib-spdf-blog-first), [updated March 2023](#bib-spdf-blog-update)). Every
+# chapter is a Python file in `notebooks/` that is executed from top to bottom each time the book is
+# built, so every table, figure and number you read here was produced by the code shown next to it,
+# at the profile printed in the cell below. This page:
+#
+# - says what SPDF claims, and the three hypotheses the book tests;
+# - lists the chapters;
+# - explains how to read a chapter and how to re-run one;
+# - describes the three profiles, with their settings read from the library.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "cpu"
@@ -23,24 +36,18 @@ from spdf_lib.env import chapter_header
 P = chapter_header(profile)
 
 # %% [markdown]
-# This book re-runs, at a scale that fits on a laptop or a single GPU, the experiments behind
-# *SPDF: Sparse Pre-training and Dense Fine-tuning for Large Language Models* (Thangarasa et al.,
-# Cerebras, 2022–2023). Every chapter is a Python file in `notebooks/` that is executed from top
-# to bottom each time the book is built, so every table, figure and number you read here was
-# produced by the code shown next to it, with the profile printed in the cell above.
-#
 # ## What SPDF claims
 #
 # Pre-training a GPT model costs far more compute than fine-tuning it for a downstream task, yet
 # both phases normally use the same dense network. SPDF gives the two phases different capacity:
 #
-# 1. **Sparse pre-training.** Before pre-training starts, a fixed random mask sets a fraction of the
-#    weights of every attention projection (query, key, value and output) and every feed-forward
-#    layer to zero, the same fraction in every layer. Embeddings, biases and layer norms stay dense.
-#    The zeroed weights stay at zero for the whole of pre-training, so hardware that can skip
-#    multiplications by zero does proportionally less work.
-# 2. **Dense fine-tuning.** For each downstream task the mask is removed: the formerly zeroed weights
-#    start at zero but now receive gradients, and the whole network adapts to the task.
+# - **Sparse pre-training.** Before pre-training starts, a fixed random mask sets a fraction of the
+#   weights of every attention projection (query, key, value and output) and every feed-forward
+#   layer to zero, the same fraction in every layer. Embeddings, biases and layer norms stay dense.
+#   The zeroed weights stay at zero for the whole of pre-training, so hardware that can skip
+#   multiplications by zero does proportionally less work.
+# - **Dense fine-tuning.** For each downstream task the mask is removed: the formerly zeroed weights
+#   start at zero but now receive gradients, and the whole network adapts to the task.
 #
 # The authors summarise their headline result as follows.
 #
@@ -48,117 +55,100 @@ P = chapter_header(profile)
 # > fewer training FLOPS on Cerebras CS-2, while using dense fine-tuning to preserve the evaluation
 # > metrics on many downstream tasks."
 # >
-# > — Cerebras blog post, March 2023 version (`paper/002_a78003f1f46f7a7e.txt`)
+# > — [SPDF blog, March 2023 update](#bib-spdf-blog-update)
 #
 # Their results are read against three hypotheses, which this book tests at its own scale:
 #
-# - **H1** — a model pre-trained with half to three quarters of its weights masked, then fine-tuned
+# - **H1**: a model pre-trained with half to three quarters of its weights masked, then fine-tuned
 #   densely, keeps most of the downstream quality of a densely pre-trained model;
-# - **H2** — structured-data-to-text tasks (E2E, WebNLG, DART) tolerate more pre-training sparsity than
-#   summarisation, which needs a better grasp of long inputs;
-# - **H3** — a larger model loses less from the same pre-training sparsity than a smaller one.
+# - **H2**: structured-data-to-text tasks (E2E, WebNLG, DART) tolerate more pre-training sparsity
+#   than summarisation, which needs a better grasp of long inputs;
+# - **H3**: a larger model loses less from the same pre-training sparsity than a smaller one.
 #
 # The saving in compute is real only on hardware that skips the zeros; the FLOP counts in this book
 # are counts of useful multiply-adds, not measured speed-ups. Chapter 07 simulates why a dataflow
 # machine can turn those counts into time while a GPU's dense matrix units cannot.
 #
 # ## The chapters
+#
+# The [bibliography](bibliography.md) lists every public source the chapters cite.
 
 # %% tags=["hide-input"]
-from IPython.display import Markdown, display
+from pathlib import Path
 
+from IPython.display import display
+
+from spdf_lib import figures
 from spdf_lib.book import discover_chapters
+from spdf_lib.profiles import PROFILES
 
-chapters = discover_chapters()
-display(Markdown("\n".join(
-    ["| Chapter | Title | Source file |", "|---|---|---|"]
-    + [f"| {c.number} | {c.title.split(' ', 1)[-1]} | `notebooks/{c.path.name}` |" for c in chapters]
-)))
+display(figures.show_table(figures.chapters_table(discover_chapters())))
 
 # %% [markdown]
 # ## How to read a chapter
 #
+# - A chapter opens with what it will show and ends with a summary and a few exercises, each
+#   meant to be run at the `smoke` profile in seconds.
 # - The first output of every chapter names the **profile** it was executed at, the `spdf_lib` and
 #   `torch` versions and the device. Numbers from different profiles are not comparable: the `smoke`
 #   profile only proves that the code runs, the `cpu` profile shows trends, and the `gpu` profile is
 #   the closest this book gets to the paper.
-# - What the paper says appears as a marked quotation or as a column labelled *published*; what this
-#   book measured is printed by code. No result in the prose is typed by hand.
-# - The reusable code lives in the `spdf_lib` package; a chapter calls it and explains it. Each
-#   function's docstring names the chapter that explains it.
+# - What the paper says appears as a marked quotation with a link to its source, or in a column
+#   labelled *published*; what this book measured is printed by code. No result in the prose is
+#   typed by hand: the test `tests/test_chapter_prose.py` fails on any digit in a chapter's text
+#   that is not in a quotation, a formula, code, or a chapter, figure or table number.
+# - Figures are numbered by chapter and captioned underneath; tables show every cell in full.
+# - The reusable code lives in the `spdf_lib` package; a chapter calls it and explains it, and
+#   where the code *is* the method (the training step with its masks, the fine-tuning loss mask,
+#   beam search) the chapter shows the library's own source. Each function's docstring names the
+#   chapter that explains it.
 # - Expensive steps (tokenizer training, pre-training, fine-tuning) are cached on disk, keyed by their
 #   configuration, the library version and a fingerprint of the data, so a re-run recomputes only what
 #   changed.
 #
-# ## How to re-run the book
+# ## How to re-run a chapter
 #
-# From the repository root, on a machine with Python 3.10 or newer:
+# The README says which command builds or renders what. To execute one chapter at the `smoke`
+# profile into a scratch folder, leaving the committed book and tables untouched, run from the
+# repository root:
 #
 # ```bash
-# make book    # install, execute every chapter, render the HTML
-# make test    # unit tests, all chapters at smoke, browser check
+# .venv/bin/python -m spdf_lib.book run --profile smoke --chapter 01 \
+#     --book-dir /tmp/spdf/book --tables-dir /tmp/spdf/tables
 # ```
 #
-# | Variable | Effect |
-# |---|---|
-# | `PROFILE=smoke\|cpu\|gpu` | size of every experiment (default: `gpu` when CUDA is available, else `cpu`) |
-# | `CHAPTER=NN` | execute only chapter `NN`, then render the book again |
-# | `FORCE=1` | recompute cached results instead of reusing them |
-# | `SPDF_CACHE=/path` | where cached results are kept (default `.cache/spdf`) |
-# | `SPDF_DATA=/path` | where the data sets are read from |
-#
-# Executed notebooks are written to `book/`, tables to `tables/<profile>/`, and the HTML to
-# `_build/html/`. A chapter that fails stops the run with the chapter, the failing cell and the error;
-# the notebook already in `book/` is left as it was and no HTML is rendered. The
-# [execution status](status) page lists the profile, wall time and outcome of each chapter's last run.
+# To work through a chapter cell by cell, open its source `notebooks/NN_name.py` in JupyterLab with
+# the jupytext extension (the README says how) and set `profile = "smoke"` in its first cell. The
+# [execution status](status) page lists the profile, wall time and outcome of each chapter's last
+# run.
 #
 # ## Profiles
 #
-# A profile fixes the size of every experiment. The wall times are those measured for a complete
-# `make book` run; they are read from `tables/<profile>/wall_times.json`.
+# A profile fixes the size of every experiment. The table is read from `spdf_lib.profiles`; the wall
+# time of a complete run comes from `tables/<profile>/wall_times.json` where one was recorded.
 
 # %% tags=["hide-input"]
-import json
-from pathlib import Path
-
-from spdf_lib.profiles import PROFILES
-
-
-def measured_wall_time(tables_root: Path, name: str) -> str:
-    """The measured wall time of a full run at profile ``name``, as text (explained in chapter 00)."""
-    path = tables_root / name / "wall_times.json"
-    if not path.exists():
-        return "not yet measured"
-    record = json.loads(path.read_text(encoding="utf-8"))
-    seconds = float(record["total_s"])
-    text = f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
-    machine = record.get("machine")
-    return f"{text} ({machine})" if machine else text
-
-
-def profile_column(p, tables_root: Path) -> dict[str, str]:
-    """What profile ``p`` runs, one table cell per setting (explained in chapter 00)."""
-    tokens = f"{p.pretrain.tokens_per_param:g} per parameter"
-    if p.pretrain.max_tokens:
-        tokens += f", at most {p.pretrain.max_tokens:,}"
-    return {
-        "Purpose": p.description,
-        "Models": ", ".join(p.sizes),
-        "Pre-training sparsity": ", ".join(f"{s:.0%}" for s in p.sparsity_levels),
-        "Seeds": str(len(p.seeds)),
-        "Vocabulary": f"{p.vocab_size:,} tokens",
-        "Pre-training tokens per run": tokens,
-        "Tasks": ", ".join(p.task_names),
-        "Wall time of a complete run": measured_wall_time(tables_root, p.name),
-    }
-
-
-tables_root = Path(tables_dir)
-columns = {name: profile_column(p, tables_root) for name, p in PROFILES.items()}
-settings = list(next(iter(columns.values())))
-display(Markdown("\n".join(
-    ["| | " + " | ".join(f"`{name}`" for name in columns) + " |",
-     "|---|" + "---|" * len(columns)]
-    + [f"| {row} | " + " | ".join(col[row] for col in columns.values()) + " |" for row in settings]
-)))
+display(figures.show_table(figures.profiles_table(PROFILES, Path(tables_dir))))
 print(f"This copy of the book was executed at profile {P.name!r}.")
+
+# %% [markdown]
+# ## Summary
+#
+# - SPDF pre-trains with a static random mask on the attention and feed-forward weights, then
+#   fine-tunes densely; the book tests its three hypotheses at a small scale and counts the FLOPs
+#   the sparsity would save.
+# - Every number comes from code run at a named profile; what the paper published is quoted and
+#   linked to its source.
+# - A chapter can be re-run on its own at the `smoke` profile without touching the committed book.
+#
+# ## Exercises
+#
+# **Exercise 0.1.** Print `PROFILES["smoke"]` and find, in the table above, the settings that make it
+# run in seconds where `gpu` needs a GPU.
+#
+# **Exercise 0.2.** Execute chapter 01 at the `smoke` profile with the command above and compare the
+# header it prints with the one on this page.
+#
+# **Exercise 0.3.** Type a number into a sentence of a chapter's markdown, run
+# `.venv/bin/pytest tests/test_chapter_prose.py -q`, and read how the failure names the chapter and
+# the line. Then quote the number as a block quote with its source and run the test again.

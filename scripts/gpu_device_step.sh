@@ -3,8 +3,12 @@
 # takes at most 64 MiB per call (README, "Publishing the gpu profile"). Called repeatedly:
 #
 #   bash scripts/gpu_device_step.sh setup     # the first call: wheels, the first part of the data
+#   bash scripts/gpu_device_step.sh bench     # one gpu-large pre-training and one fine-tuning alone
+#                                             # on the idle GPU (the reference of bench_grid_throughput.py)
 #   bash scripts/gpu_device_step.sh 8.5       # later calls: unpack what came along, then run or
 #                                             # resume the profile for at most 8.5 minutes
+#
+# SPDF_COMMIT (the commit the working tree was sent from) is recorded in every result's environment.
 #
 # Carried, ignored folders it reads when present: .whl/ (wheels of packages the machine lacks),
 # .gpu/part*/ (slices of the data folder: pretrain/<source>/ and finetune.tar.xz) and .gpu/tok/ (the
@@ -34,7 +38,11 @@ done
   echo "cpu cores: $(nproc)"; } >"$OUT/gpu_env.txt"
 
 status=0
-if [ "$STEP" != setup ]; then
+if [ "$STEP" = bench ]; then
+  python3 benchmarks/bench_pretrain_throughput.py --presets gpu-large --loops dense --rounds 1 --windows 4 \
+    --json "$OUT/pretrain_alone.json" 2>&1 | tee "$OUT/pretrain_alone.log"
+  python3 benchmarks/bench_finetune_concurrency.py --processes 1 --batch 64 --seconds 10 2>&1 | tee "$OUT/finetune_alone.log"
+elif [ "$STEP" != setup ]; then
   MINUTES=$STEP TABLES=$TABLES bash scripts/gpu_profile.sh 2>&1 | grep --line-buffered -v "^data root:" | tee -a "$LOG"
   status=$?
 fi

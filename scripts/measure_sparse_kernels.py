@@ -1,14 +1,15 @@
 #!/usr/bin/env python
 """Time dense vs unstructured-sparse (CSR) vs 2:4 semi-structured matmuls at GPT-3 XL layer shapes.
 
-The measured side of chapter 07: what today's kernels make of weight sparsity. Standalone on
-purpose (only torch and the standard library) so that it runs on a GPU machine without spdf_lib.
+The measured side of chapter 07: what today's kernels make of weight sparsity. It needs only torch
+and the standard library besides ``spdf_lib.sparsity`` (itself torch only), read from this checkout,
+so it runs on a GPU machine without installing the rest of the book's environment.
 
 For each GPT-3 XL linear layer (d_model 2048, FFN 8192) it times ``y = x W^T`` with
 
 * ``dense``: ``F.linear(x, W)`` per dtype (float32 on CPU; bfloat16, float16 and float32 on CUDA);
 * ``csr``: ``torch.sparse.mm(W_csr, x^T)`` with ``W_csr = W.to_sparse_csr()`` at 50/75/90/95%
-  unstructured random sparsity;
+  unstructured random sparsity (the book's exact-count mask, ``spdf_lib.sparsity.random_mask``);
 * ``2:4``: ``to_sparse_semi_structured(W)`` (two nonzeros in every four along the input dimension,
   i.e. 50%) called as ``F.linear(x, W24)`` and as ``torch.mm(W24, x^T)``, with both the cuSPARSELt
   and the CUTLASS backend. CUDA only: on a CPU the attempt is recorded with its error message.
@@ -35,6 +36,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # spdf_lib from this checkout
+from spdf_lib.sparsity import random_mask  # noqa: E402
 
 # (name, out_features, in_features) of the four sparsified linears of a GPT-3 XL block.
 GPT3_XL_LAYERS = (("attn.c_attn", 6144, 2048), ("attn.c_proj", 2048, 2048),
@@ -66,22 +70,12 @@ def device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def random_masks(shape, sparsities, generator):
-    """Nested uniformly random masks: each keeps exactly numel - floor(s * numel) entries (seeded).
-
-    One score per weight (float64, so ties are practically impossible); the mask at sparsity s keeps
-    the scores above their floor(s * numel)-th smallest value.
-    """
-    numel = shape[0] * shape[1]
-    scores = torch.rand(numel, generator=generator, dtype=torch.float64)
-    masks = {}
-    for s in sparsities:
-        n_zero = int(s * numel)
-        mask = scores > torch.kthvalue(scores, n_zero).values if n_zero else torch.ones(numel, dtype=torch.bool)
-        if int(mask.sum()) != numel - n_zero:
-            raise RuntimeError(f"tied scores at sparsity {s}; use another --seed")
-        masks[s] = mask.view(shape)
-    return masks
+def nested_masks(shape, sparsities, generator):
+    """One exact-count random mask per sparsity (True = kept), nested: each level's mask is drawn by
+    :func:`spdf_lib.sparsity.random_mask` from a generator in the same state, so the weights kept at a
+    higher sparsity are a subset of those kept at a lower one. ``generator`` advances by one draw."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return {s: random_mask(shape, s, torch.Generator().manual_seed(seed)) for s in sparsities}
 
 
 def two_four_mask(weight):
@@ -153,7 +147,7 @@ def measure(args) -> list[dict]:
     for layer, out_f, in_f in GPT3_XL_LAYERS:
         w_full = torch.randn(out_f, in_f, generator=gen) / in_f ** 0.5
         x_full = torch.randn(tokens, in_f, generator=gen)
-        masks = random_masks((out_f, in_f), SPARSITIES, gen)
+        masks = nested_masks((out_f, in_f), SPARSITIES, gen)
         for dtype_name in DTYPES[dev]:
             dt = getattr(torch, dtype_name)
             w, x = w_full.to(dev, dt), x_full.to(dev, dt)

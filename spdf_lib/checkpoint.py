@@ -98,3 +98,6 @@ def model_from_checkpoint(payload: dict, source: str = "checkpoint") -> GPT:
 def load_model(path: str | Path, map_location: Any = "cpu") -> GPT:
     """Rebuild the GPT saved at ``path``, with its sparsity spec and masks (chapter 01)."""
     return model_from_checkpoint(read_checkpoint(path, map_location), source=str(path))
+
+
+__all__ = ["FORMAT", "checkpoint_dict", "save_model", "read_checkpoint", "model_from_checkpoint", "load_model"]

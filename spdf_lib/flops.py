@@ -23,11 +23,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .model import PRESETS, GPTConfig, num_params
+from .model import GPTConfig, get_config, num_params
 from .sparsity import n_masked
 
-# Published headline (paper/000_7680f71302de7826.txt: 2.5x fewer training FLOPs; paper/002_a78003f1f46f7a7e.txt:
-# 60% fewer).
+# Published headline of the Cerebras blog post "Accelerating Large GPT Training with Sparse Pre-Training
+# and Dense Fine-Tuning": 2.5x fewer training FLOPs in its first version (28 November 2022), 60% fewer
+# in its March 2023 update, at
+# https://www.cerebras.net/blog/accelerating-large-gpt-training-with-sparse-pre-training-and-dense-fine-tuning/
 PUBLISHED_REDUCTION_75 = 2.5
 PUBLISHED_SAVING_75 = 0.60
 
@@ -145,7 +147,7 @@ def flop_reduction(config: GPTConfig, pretrain_tokens: float, finetune_tokens: f
 def paper_pipeline(sparsity: float, model: str = "gpt3-xl",
                    finetune_tokens: float = CURATION_FINETUNE_TOKENS) -> PipelineFlops:
     """Figure 2's setting: Chinchilla pre-training on the Pile, fine-tuning on Curation Corpus."""
-    config = PRESETS[model]
+    config = get_config(model)
     return spdf_flops(config, chinchilla_tokens(config), finetune_tokens, sparsity)
 
 
@@ -186,3 +188,12 @@ def model_param_memory(model) -> ParamMemory:
     params = list(net.parameters())  # unique: the tied LM head is counted once
     return ParamMemory(dense=sum(p.numel() for p in params),
                        nonzero=sum(int((p != 0).sum()) for p in params))
+
+
+__all__ = [
+    "PUBLISHED_REDUCTION_75", "PUBLISHED_SAVING_75", "CHINCHILLA_TOKENS_PER_PARAM", "CURATION_CORPUS_EXAMPLES",
+    "CURATION_FINETUNE_SEQ_LEN", "CURATION_FINETUNE_EPOCHS", "CURATION_FINETUNE_TOKENS", "ForwardFlops",
+    "sparsifiable_weights", "forward_flops_per_token", "inference_flops_per_token", "training_flops",
+    "chinchilla_tokens", "PipelineFlops", "spdf_flops", "flop_reduction", "paper_pipeline", "ParamMemory",
+    "param_memory", "model_param_memory",
+]

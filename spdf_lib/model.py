@@ -7,6 +7,9 @@ so the four weights SPDF sparsifies are ``attn.c_attn``, ``attn.c_proj``, ``mlp.
 ``mlp.c_proj`` of every block. Chapter 01 explains which tensors are sparse and why; chapter 02
 counts the FLOPs of each part; chapter 05 uses :func:`generate` for the downstream tasks.
 
+Named architectures (the paper's GPT-2 small and GPT-3 XL, and the reduced sizes the book trains)
+are read with :func:`get_config`, which also replaces fields (``get_config(name, vocab_size=...)``).
+
 Shapes in comments: B batch, T sequence, C = n_embd, nh heads, hs = C // nh head size, V vocab.
 """
 
@@ -15,13 +18,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-IGNORE_INDEX = -100  # targets with this value carry no loss (prompt and padding positions)
+# Targets with this value carry no loss (prompt and padding positions). Defined once, here, beside the
+# loss that ignores them; the fine-tuning batches (spdf_lib.data.finetune) and the training loop use it.
+IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
@@ -47,15 +54,11 @@ class GPTConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
 
-    @property
-    def head_size(self) -> int:
-        return self.n_embd // self.n_head
 
-
-# Named architectures. The first two are the paper's models; their vocabulary is GPT-2's and they are
-# only used for FLOP and parameter accounting (chapter 02). The reduced presets are what the book
-# trains; their vocabulary is replaced at use time with dataclasses.replace(cfg, vocab_size=...).
-PRESETS: dict[str, GPTConfig] = {
+# Named architectures, read through get_config. The first two are the paper's models; their vocabulary
+# is GPT-2's and they are only used for FLOP and parameter accounting (chapter 02). The reduced presets
+# are what the book trains; their vocabulary is replaced at use time: get_config(name, vocab_size=...).
+PRESETS: Mapping[str, GPTConfig] = MappingProxyType({
     "gpt2-small": GPTConfig(n_layer=12, n_head=12, n_embd=768, d_ff=3072, block_size=2048, vocab_size=50257),
     "gpt3-xl": GPTConfig(n_layer=24, n_head=16, n_embd=2048, d_ff=8192, block_size=2048, vocab_size=50257),
     "smoke-small": GPTConfig(n_layer=1, n_head=2, n_embd=32, d_ff=128, block_size=256, vocab_size=512),
@@ -64,15 +67,26 @@ PRESETS: dict[str, GPTConfig] = {
     "cpu-large": GPTConfig(n_layer=4, n_head=4, n_embd=128, d_ff=512, block_size=256, vocab_size=4096),
     "gpu-small": GPTConfig(n_layer=3, n_head=3, n_embd=144, d_ff=576, block_size=512, vocab_size=8192),
     "gpu-large": GPTConfig(n_layer=6, n_head=5, n_embd=320, d_ff=1280, block_size=512, vocab_size=8192),
-}
+})
 
 
-def get_config(name: str, vocab_size: int | None = None) -> GPTConfig:
-    """The preset ``name``, with its vocabulary replaced by ``vocab_size`` when given."""
+def get_config(name: str, vocab_size: int | None = None, **overrides) -> GPTConfig:
+    """The preset ``name``: the one way to get a model configuration by name.
+
+    ``vocab_size`` and any other :class:`GPTConfig` field passed as a keyword replace the preset's
+    (e.g. ``get_config("gpt3-xl", n_layer=1)`` for one block of GPT-3 XL); the result is checked
+    like any ``GPTConfig``.
+    """
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}")
-    cfg = PRESETS[name]
-    return dataclasses.replace(cfg, vocab_size=vocab_size) if vocab_size is not None else cfg
+    if vocab_size is not None:
+        overrides["vocab_size"] = vocab_size
+    fields = {f.name for f in dataclasses.fields(GPTConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"get_config({name!r}): {', '.join(unknown)} not a GPTConfig field; "
+                         f"choose from {', '.join(sorted(fields))}")
+    return dataclasses.replace(PRESETS[name], **overrides) if overrides else PRESETS[name]
 
 
 def num_params(config: GPTConfig, non_embedding: bool = False) -> int:
@@ -192,7 +206,8 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         """Logits ``(B, T, V)`` and, when ``targets`` is given, the mean cross-entropy over the
-        targets that are not ``-100``. No data-dependent Python branching: safe for torch.compile."""
+        targets that are not ``IGNORE_INDEX``. No data-dependent Python branching: safe for
+        torch.compile."""
         B, T = idx.size()
         pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
@@ -491,3 +506,7 @@ def generate(model: nn.Module, prompts: list[list[int]], *, max_new_tokens: int,
     finally:
         net.train(was_training)
     return results
+
+
+__all__ = ["IGNORE_INDEX", "GPTConfig", "PRESETS", "get_config", "num_params", "CausalSelfAttention", "MLP", "Block",
+           "GPT", "KVCache", "ban_repeated_ngrams_", "default_decode_batch_size", "generate"]

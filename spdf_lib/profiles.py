@@ -1,8 +1,11 @@
 """Run profiles as data: how big every experiment of the book is at ``smoke``, ``cpu`` and ``gpu``.
 
 A profile names the model presets (small first: the GPT-2 Small analog, then the GPT-3 XL analog),
-the pre-training sparsity levels, seeds, tasks and every budget. Chapters take a profile name as
-their only knob; chapter 00 prints this table with the measured wall time of each profile.
+the pre-training sparsity levels, the pre-training and fine-tuning seeds, the learning-rate search,
+the tasks and every budget. Chapters take a profile name as their only knob; it is resolved once
+(``get_profile``) and the planned runs (``spdf_lib.runs``) carry every setting they need, so no
+runner looks a profile up again. Chapter 00 prints this table with the measured wall time of each
+profile.
 """
 
 from __future__ import annotations
@@ -49,19 +52,48 @@ class TaskSettings:
 
 
 @dataclass(frozen=True)
+class LRSearch:
+    """The fine-tuning learning-rate search of one (model, task) cell (chapter 05).
+
+    The ``grid`` is tried first; when the lowest validation loss sits at an end of what was tried,
+    the search adds the next rate beyond that end (the end times or divided by ``factor``), at most
+    ``max_extensions`` times on each side. A cell that still ends at an edge is reported as having
+    hit the bound. Selection uses the validation loss only, never a test metric.
+    """
+
+    grid: tuple[float, ...]
+    factor: float = 2.0
+    max_extensions: int = 2
+
+    def __post_init__(self):
+        if not self.grid or any(not lr > 0 for lr in self.grid):
+            raise ValueError(f"lr_search.grid must be positive learning rates, got {self.grid}")
+        if tuple(sorted(set(self.grid))) != tuple(self.grid):
+            raise ValueError(f"lr_search.grid must be strictly increasing, got {self.grid}")
+        if not self.factor > 1:
+            raise ValueError(f"lr_search.factor must be above 1, got {self.factor}")
+        if self.max_extensions < 0:
+            raise ValueError(f"lr_search.max_extensions must be 0 or more, got {self.max_extensions}")
+
+
+@dataclass(frozen=True)
 class FinetuneSettings:
     """Dense fine-tuning after the LoRA NLG setup, scaled down (chapter 05)."""
 
     tasks: tuple[TaskSettings, ...]
     batch_size: int
-    lr_grid: tuple[float, ...]
+    lr_search: LRSearch
     max_len: int  # source + separator + target + EOS, in tokens
     weight_decay: float = 0.01
     warmup_frac: float = 0.06
+    min_lr_ratio: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    grad_clip: float = 1.0
     beam_size: int = 4
     length_penalty: float = 0.9
     no_repeat_ngram_size: int = 4
-    sparse_control: bool = True  # also fine-tune the 75% models with their masks kept
+    sparse_control: bool = True  # also fine-tune the highest-sparsity models with their masks kept
 
 
 @dataclass(frozen=True)
@@ -83,12 +115,21 @@ class Profile:
     tokenizer_train_chars: int
     sizes: tuple[str, ...]  # model presets, the GPT-2 Small analog first
     sparsity_levels: tuple[float, ...]
-    seeds: tuple[int, ...]
+    pretrain_seeds: tuple[int, ...]  # every (size, sparsity) cell is pre-trained once per seed
+    finetune_seeds: tuple[int, ...]  # every pre-trained model is fine-tuned once per seed
     pretrain: PretrainSettings
     finetune: FinetuneSettings
     pruning: PruningSettings
     workers: int = 1  # fine-tuning/evaluation runs side by side (processes sharing one GPU)
     pretrain_workers: int = 1  # pre-training runs side by side (larger models fill the GPU sooner)
+
+    def __post_init__(self):
+        for name in ("pretrain_seeds", "finetune_seeds"):
+            seeds = getattr(self, name)
+            if not seeds or len(set(seeds)) != len(seeds):
+                raise ValueError(f"profile {self.name!r}: {name} must be distinct seeds, got {seeds}")
+        if 0.0 not in self.sparsity_levels:
+            raise ValueError(f"profile {self.name!r}: sparsity_levels must include the dense baseline 0.0")
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -113,24 +154,27 @@ SMOKE = Profile(
     tokenizer_train_chars=400_000,
     sizes=("smoke-small", "smoke-large"),
     sparsity_levels=(0.0, 0.5, 0.75),
-    seeds=(0,),
+    pretrain_seeds=(0, 1),
+    finetune_seeds=(0,),
     pretrain=PretrainSettings(tokens_per_param=20.0, max_tokens=8 * 64 * 24, seq_len=64, batch_size=8,
                               lr=3e-3, eval_every=8, eval_batches=2, checkpoint_every=8, corpus_docs=4),
     finetune=FinetuneSettings(
         tasks=tuple(TaskSettings(name=t, epochs=1, max_train_examples=48, max_test_inputs=6,
                                  max_dev_examples=12, max_new_tokens=12) for t in TASKS),
-        batch_size=8, lr_grid=(1e-3,), max_len=128, beam_size=2, no_repeat_ngram_size=3),
+        batch_size=8, lr_search=LRSearch(grid=(1e-3, 3e-3), factor=3.0, max_extensions=1), max_len=128,
+        beam_size=2, no_repeat_ngram_size=3),
     pruning=PruningSettings(iterations=8, retrain_tokens=8 * 64 * 2),
 )
 
 CPU = Profile(
     name="cpu",
-    description="a laptop: the whole book in under an hour on 2 cores; trends only, one seed",
+    description="a laptop: the whole book in under an hour on 2 cores; trends only, one seed, no verdicts",
     vocab_size=4096,
     tokenizer_train_chars=20_000_000,
     sizes=("cpu-small", "cpu-large"),
     sparsity_levels=(0.0, 0.5, 0.75),
-    seeds=(0,),
+    pretrain_seeds=(0,),
+    finetune_seeds=(0,),
     pretrain=PretrainSettings(tokens_per_param=20.0, max_tokens=600_000, seq_len=128, batch_size=16,
                               lr=2e-3, eval_every=50, eval_batches=8, checkpoint_every=100,
                               corpus_docs=500),
@@ -140,18 +184,20 @@ CPU = Profile(
                TaskSettings("dart", epochs=1, max_train_examples=3000, max_test_inputs=100, max_dev_examples=200),
                TaskSettings("summarization", epochs=1, max_train_examples=400, max_test_inputs=60,
                             max_dev_examples=60)),
-        batch_size=16, lr_grid=(1e-3,), max_len=256, beam_size=2),
+        batch_size=16, lr_search=LRSearch(grid=(1e-3,), max_extensions=0), max_len=256, beam_size=2),
     pruning=PruningSettings(iterations=8, retrain_tokens=40_000),
 )
 
 GPU = Profile(
     name="gpu",
-    description="one H100: about 20 tokens per parameter, 3 seeds, full test sets; the published numbers",
+    description=("one H100/H200: about 20 tokens per parameter, 3 pre-training x 2 fine-tuning seeds, "
+                 "a learning-rate search, full test sets; the published numbers"),
     vocab_size=8192,
     tokenizer_train_chars=100_000_000,
     sizes=("gpu-small", "gpu-large"),
     sparsity_levels=(0.0, 0.5, 0.75),
-    seeds=(0, 1, 2),
+    pretrain_seeds=(0, 1, 2),
+    finetune_seeds=(0, 1),
     pretrain=PretrainSettings(tokens_per_param=20.0, max_tokens=None, seq_len=512, batch_size=64,
                               lr=1.5e-3, eval_every=250, eval_batches=16, checkpoint_every=500),
     finetune=FinetuneSettings(
@@ -159,10 +205,11 @@ GPU = Profile(
                TaskSettings("webnlg", epochs=2),
                TaskSettings("dart", epochs=3),
                TaskSettings("summarization", epochs=3, max_new_tokens=0)),
-        batch_size=32, lr_grid=(3e-4, 1e-3, 3e-3), max_len=512, beam_size=4),
+        batch_size=64, lr_search=LRSearch(grid=(2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3), factor=2.0, max_extensions=2),
+        max_len=512, beam_size=4),
     pruning=PruningSettings(iterations=8, retrain_tokens=4_000_000),
-    workers=8,
-    pretrain_workers=7,
+    workers=12,
+    pretrain_workers=4,
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (SMOKE, CPU, GPU)}

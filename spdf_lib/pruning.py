@@ -10,19 +10,19 @@ the masks held. Baselines at the same final sparsity:
 * ``oneshot_retrained``: the same one-shot mask, then retraining on the whole budget the iterative
   method spends;
 * the static random mask of SPDF pre-training at the final sparsity (a pre-training run of
-  ``spdf_lib.experiments``).
+  ``spdf_lib.runs``).
+
+The pruning run is described by ``spdf_lib.runs.PruningRun`` and computed by
+``spdf_lib.runners.do_prune``; this module holds the schedule and the measurements.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import ClassVar
+from .profiles import PruningSettings
 
-import torch
-
-from . import store
-from .profiles import PruningSettings, get_profile
+__all__ = ["METHODS", "zeros_schedule", "sparsity_schedule", "measure", "iterations_frame", "baselines_frame",
+           "pruning_figure", "full_scale_arithmetic", "findings"]
 
 METHODS = ("iterative", "oneshot", "oneshot_retrained")
 
@@ -49,25 +49,6 @@ def sparsity_schedule(config, settings: PruningSettings) -> list[float]:
     return [sum(z[i] for z in per_tensor) / total for i in range(settings.iterations + 1)]
 
 
-@dataclass(frozen=True)
-class PruningRun:
-    """One pruning method applied to one dense pre-trained model (chapter 08)."""
-
-    stage: ClassVar[str] = "prune"
-    base: object  # experiments.PretrainRun of the dense large model
-    method: str
-    settings: PruningSettings
-    lr_ratio: float = 0.1  # retraining peak rate as a fraction of the pre-training peak
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown pruning method {self.method!r}; choose one of {METHODS}")
-
-    @property
-    def run_id(self) -> str:
-        return f"{self.base.run_id}_prune_{self.method}"
-
-
 def measure(model, config, valid_batches, device) -> dict:
     """Validation loss, sparsity per group, inference FLOPs per token and parameter memory."""
     from .flops import inference_flops_per_token, model_param_memory
@@ -83,73 +64,6 @@ def measure(model, config, valid_batches, device) -> dict:
             "sparsity_by_group": {k: v for k, v in groups.items() if k != "all"},
             "inference_flops_per_token": inference_flops_per_token(config, linear_sparsity),
             "params_dense": memory.dense, "params_nonzero": memory.nonzero}
-
-
-def do_prune(run: PruningRun, device: torch.device, deadline: float | None = None, progress: bool = True) -> dict:
-    """Run one pruning method and return per-iteration measurements (resumable per iteration)."""
-    from . import experiments, training
-    from .checkpoint import load_model, save_model
-    from .data import packed_batch, pretraining_tokens
-    from .sparsity import magnitude_prune_
-
-    cached = experiments._cached_result(run)
-    if cached is not None:
-        return cached
-    d = experiments.run_dir(run)
-    base_model = experiments.run_dir(run.base) / "model.pt"
-    if not base_model.exists():
-        raise FileNotFoundError(f"{run.run_id}: dense pre-trained model {base_model} is missing; run chapter 04 first")
-    s, pre = run.settings, run.base.settings
-    tok = experiments.tokenizer_for(get_profile(run.base.profile))
-    train_tokens = pretraining_tokens(tok, "train", limit_docs=pre.corpus_docs, verbose=False)
-    valid_tokens = pretraining_tokens(tok, "validation", limit_docs=pre.corpus_docs, verbose=False)
-    valid = experiments._eval_batches(valid_tokens, pre, pre.eval_batches)
-    per_step = pre.batch_size * pre.seq_len
-    steps = max(1, s.retrain_tokens // per_step)
-
-    def retrain(model, n_steps: int, tag: str, offset: int) -> dict:
-        optim = training.OptimConfig(lr=pre.lr * run.lr_ratio, total_steps=n_steps,
-                                     warmup_steps=max(1, n_steps // 20), min_lr_ratio=0.1,
-                                     weight_decay=pre.weight_decay, beta1=pre.beta1, beta2=pre.beta2)
-        return training.train(model, batch_at=lambda step: packed_batch(train_tokens, offset + step, pre.batch_size,
-                                                                         pre.seq_len, seed=1000),
-                               optim=optim, device=device, checkpoint_path=d / f"{tag}.ckpt.pt",
-                               checkpoint_every=max(50, n_steps // 2), deadline=deadline,
-                               compile_model=False, desc=f"{run.run_id} {tag}", progress=progress)
-
-    state_path = d / "state.pt"
-    state = None
-    if state_path.exists():
-        try:
-            state = store.load_torch(state_path)
-            model = load_model(d / "model.pt")
-        except (store.CorruptCacheError, FileNotFoundError, ValueError) as err:
-            print(f"{run.run_id}: damaged pruning state, starting over ({err})")
-            state = None
-    if state is not None:
-        rows, start = state["rows"], state["iteration"]
-    else:
-        model = load_model(base_model)
-        rows, start = [{"iteration": 0, "retrain_tokens": 0, **measure(model.to(device), run.base.model, valid, device)}], 0
-    model.to(device)
-    for iteration in range(start + 1, s.iterations + 1):
-        if run.method == "iterative":
-            magnitude_prune_(model, s.fraction_per_iteration)
-            log = retrain(model, steps, f"iter{iteration}", offset=(iteration - 1) * steps)
-            spent = log["tokens"]
-        elif iteration == 1:  # one-shot: every round at once (see the module docstring)
-            for _ in range(s.iterations):
-                magnitude_prune_(model, s.fraction_per_iteration)
-            spent = 0
-            if run.method == "oneshot_retrained":
-                spent = retrain(model, steps * s.iterations, "all", offset=0)["tokens"]
-        else:
-            break
-        rows.append({"iteration": iteration if run.method == "iterative" else s.iterations,
-                     "retrain_tokens": rows[-1]["retrain_tokens"] + spent, **measure(model, run.base.model, valid, device)})
-        save_model(d / "model.pt", model)
-        store.save_torch({"rows": rows, "iteration": iteration}, state_path)
-    return experiments._finish(run, {"method": run.method, "rows": rows})
 
 
 # ----------------------------------------------------------------------------- chapter 08's views

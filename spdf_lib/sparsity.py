@@ -7,6 +7,9 @@ pre-training; fine-tuning is dense. The pieces, each explained in chapter 01:
   patterns over parameter names (``param_filter``) and a seed. :func:`resolve_filter` turns the
   patterns into the explicit list of tensors, and refuses embeddings, biases, LayerNorms and the LM
   head.
+* :func:`random_mask` is the one exact-count random mask: exactly ``floor(level * numel)`` zeros, drawn
+  from an explicit ``torch.Generator``. Every caller in the book (the masks of pre-training, the
+  dataflow simulator, the kernel measurements) draws its masks with it.
 * :func:`sparsify` zeroes exactly ``floor(level * numel)`` entries of every selected weight and keeps
   the mask as a buffer ``weight_mask`` on its ``nn.Linear`` (so ``state_dict``, ``deepcopy``, pickling
   and ``model.to(device)`` keep it). The weight is stored already multiplied by the mask.
@@ -157,22 +160,36 @@ def _masked_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
             if MASK_BUFFER in m._buffers and m._buffers[MASK_BUFFER] is not None]
 
 
+def random_mask(shape, level: float, generator: torch.Generator) -> torch.Tensor:
+    """A uniformly random bool mask of ``shape`` (True = kept) with exactly ``floor(level * numel)``
+    False entries: the book's one exact-count random mask (chapter 01).
+
+    ``generator`` draws one permutation of the entries; its first :func:`n_masked` indices are
+    zeroed. Masks drawn at different levels from generators in the same state are nested: the
+    entries zeroed at a lower level are zeroed at every higher one. ``level`` may be 1 (all
+    zeroed); the global RNG is not touched.
+    """
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 <= float(level) <= 1.0:
+        raise ValueError(f"random_mask: level must be in [0, 1], got {level!r}")
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"random_mask: generator must be a torch.Generator, got {type(generator).__name__}")
+    shape = tuple(int(n) for n in shape)
+    numel = math.prod(shape)
+    mask = torch.ones(numel, dtype=torch.bool)
+    mask[torch.randperm(numel, generator=generator)[:n_masked(float(level), numel)]] = False
+    return mask.view(shape)
+
+
 def random_masks(model: nn.Module, spec: SparsitySpec) -> dict[str, torch.Tensor]:
     """Exact-count random masks (True = kept) for the tensors ``spec`` selects, as bool CPU tensors.
 
-    One ``torch.Generator`` seeded with ``spec.seed`` draws a permutation per tensor, in model
-    order; its first ``floor(level * numel)`` indices are zeroed. The global RNG is not touched.
+    One ``torch.Generator`` seeded with ``spec.seed`` draws a :func:`random_mask` per tensor, in
+    model order. The global RNG is not touched.
     """
     model = unwrap(model)
     gen = torch.Generator().manual_seed(spec.seed)
-    out = {}
-    for name in resolve_filter(model, spec.param_filter):
-        weight = model.get_parameter(name)
-        numel = weight.numel()
-        mask = torch.ones(numel, dtype=torch.bool)
-        mask[torch.randperm(numel, generator=gen)[:n_masked(spec.level, numel)]] = False
-        out[name] = mask.view(weight.shape)
-    return out
+    return {name: random_mask(model.get_parameter(name).shape, spec.level, gen)
+            for name in resolve_filter(model, spec.param_filter)}
 
 
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor], spec: SparsitySpec | None = None) -> None:
@@ -224,10 +241,6 @@ def sparsify(model: nn.Module, spec: SparsitySpec) -> dict[str, torch.Tensor]:
 def masks(model: nn.Module) -> dict[str, torch.Tensor]:
     """The current masks as bool tensors (True = kept), keyed by parameter name; empty when dense."""
     return {name: m._buffers[MASK_BUFFER].bool() for name, m in _masked_modules(model)}
-
-
-def is_sparse(model: nn.Module) -> bool:
-    return bool(_masked_modules(model))
 
 
 def densify(model: nn.Module) -> nn.Module:
@@ -285,17 +298,6 @@ def mask_weights_(model: nn.Module) -> None:
     _, weights, mask_list = _upkeep_lists(model)
     if weights:
         torch._foreach_mul_(list(weights), list(mask_list))
-
-
-@torch.no_grad()
-def mask_optimizer_state_(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Zero the optimizer state (e.g. AdamW's ``exp_avg``, ``exp_avg_sq``) of masked entries; useful
-    after loading an optimizer state that was not produced under these masks."""
-    _, weights, mask_list = _upkeep_lists(model)
-    for w, k in zip(weights, mask_list):
-        for value in optimizer.state.get(w, {}).values():
-            if torch.is_tensor(value) and value.shape == w.shape:
-                value.mul_(k)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -406,3 +408,10 @@ def sparsity_report(model: nn.Module):
     report = pd.concat([tensors, pd.DataFrame(groups)], ignore_index=True)
     report["actual"] = report["zeros"] / report["numel"]
     return report
+
+
+__all__ = [
+    "MASK_BUFFER", "DEFAULT_PARAM_FILTER", "INIT_METHODS", "GROUPS", "SparsitySpec", "unwrap", "n_masked",
+    "resolve_filter", "random_mask", "random_masks", "apply_masks", "sparsify", "masks", "densify", "mask_grads_",
+    "mask_weights_", "sparsity_after", "magnitude_prune_", "group_of", "sparsity_report",
+]

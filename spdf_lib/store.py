@@ -6,18 +6,31 @@ is atomic (temporary file in the same directory, then ``os.replace``), and tenso
 SHA-256 sidecar that is checked on load, so a truncated or corrupted entry is detected and recomputed,
 never loaded silently. Chapter 00 explains how to move the cache (``SPDF_CACHE``) and force a
 recomputation (``FORCE=1``).
+
+``FORCE`` takes exactly these values (anything else is an error, raised before any work starts):
+
+* unset, empty or ``0``: reuse every result found, cached or committed;
+* ``1``: recompute every result the build needs, the cached ones under the cache folder *and* the
+  committed ones under ``tables/<profile>/runs``, except those this same build already recomputed
+  (chapter 05 reuses what chapter 04 recomputed a minute earlier).
+
+Only one build at a time may use a cache folder, a ``book/`` and a ``tables/`` folder:
+:func:`build_lock` holds an exclusive ``flock`` on each of them while the book runner works.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from . import __version__
 
@@ -28,28 +41,49 @@ class CorruptCacheError(RuntimeError):
     """A cache entry or checkpoint failed its checksum or could not be parsed."""
 
 
-def cache_root() -> Path:
-    """Where cached results live: ``$SPDF_CACHE``, else ``<repo>/.cache/spdf`` (ignored by git)."""
+def cache_root(create: bool = True) -> Path:
+    """Where cached results live: ``$SPDF_CACHE``, else ``<repo>/.cache/spdf`` (ignored by git).
+    ``create=False`` only names the folder (the book runner checks it before creating anything)."""
     configured = os.environ.get("SPDF_CACHE")
     root = Path(configured).expanduser() if configured else REPO_ROOT / ".cache" / "spdf"
-    root.mkdir(parents=True, exist_ok=True)
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
     return root
 
 
-def _force_requested() -> bool:
-    return os.environ.get("FORCE", "").strip() not in ("", "0", "false", "False")
+FORCE_VALUES = ("", "0", "1")
 
 
-# FORCE=1 means "recompute everything cached before this run started", not "recompute on every
+def force_requested() -> bool:
+    """True when ``FORCE=1``, False when FORCE is unset, empty or ``0``. Any other value (``yes``,
+    ``true``, ``no``, ``2`` ...) raises ValueError: a value whose meaning is unclear must not decide
+    whether hours of results are thrown away."""
+    value = os.environ.get("FORCE", "")
+    if value.strip() not in FORCE_VALUES:
+        raise ValueError(f"FORCE={value!r} is not understood. FORCE accepts only 1 (recompute every result, "
+                         f"cached and committed) or 0 / empty / unset (reuse them), e.g. make book FORCE=1.")
+    return value.strip() == "1"
+
+
+def _force_at_import() -> bool:
+    try:
+        return force_requested()
+    except ValueError:
+        return False  # reported by whoever asks force_requested() (the book runner does, first)
+
+
+# FORCE=1 means "recompute everything computed before this run started", not "recompute on every
 # call": chapter 05 must reuse what chapter 04 recomputed a minute earlier. The first process that
 # sees FORCE=1 records the start time; the chapter kernels it launches inherit it.
-if _force_requested() and "SPDF_FORCE_BEFORE" not in os.environ:
+if _force_at_import() and "SPDF_FORCE_BEFORE" not in os.environ:
     os.environ["SPDF_FORCE_BEFORE"] = repr(time.time())
 
 
 def force_recompute(path: Path | None = None) -> bool:
-    """True when ``FORCE=1`` asks to recompute the entry at ``path`` (written before this run)."""
-    if not _force_requested():
+    """True when ``FORCE=1`` asks to recompute the result at ``path``: a cache entry or a committed
+    file under ``tables/<profile>/runs`` written before this build started. Raises ValueError for an
+    undocumented FORCE value (see :func:`force_requested`)."""
+    if not force_requested():
         return False
     if path is None or not Path(path).exists():
         return True
@@ -163,18 +197,45 @@ def write_json_entry(path: Path, obj: Any) -> None:
     atomic_write_text(Path(str(path) + ".sha256"), hashlib.sha256(text.encode("utf-8")).hexdigest() + "\n")
 
 
-def read_json_verified(path: Path) -> Any:
+def read_json_verified(path: Path, require_checksum: bool = False) -> Any:
     """Read JSON written by :func:`write_json_entry` (or :func:`atomic_write_json`): the checksum is
-    verified when a ``.sha256`` sidecar exists; a mismatch or an unparsable file raises CorruptCacheError."""
+    verified when a ``.sha256`` sidecar exists; a mismatch or an unparsable file raises CorruptCacheError.
+    ``require_checksum`` (for cache entries, which always get a sidecar) also refuses a file whose
+    sidecar is missing, as after a process killed between writing the two."""
     path = Path(path)
     sidecar = Path(str(path) + ".sha256")
     try:
         data = path.read_bytes()
-        if sidecar.exists() and hashlib.sha256(data).hexdigest() != sidecar.read_text().strip():
-            raise CorruptCacheError(f"{path}: checksum mismatch with {sidecar.name}")
+        if sidecar.exists():
+            if hashlib.sha256(data).hexdigest() != sidecar.read_text().strip():
+                raise CorruptCacheError(f"{path}: checksum mismatch with {sidecar.name}")
+        elif require_checksum:
+            raise CorruptCacheError(f"{path}: its checksum file {sidecar.name} is missing")
         return json.loads(data)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CorruptCacheError(f"{path}: unreadable cache entry ({err})") from err
+
+
+def discard_entry(path: Path) -> None:
+    """Remove a damaged cache file and its checksum sidecar, so that nothing reads it again before it
+    is recomputed and replaced."""
+    for p in (Path(path), Path(str(path) + ".sha256")):
+        p.unlink(missing_ok=True)
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to a log such as the run ledger (``SPDF_RUN_LEDGER``). The line is written with
+    a single ``write`` on a file opened with ``O_APPEND``, so lines of concurrent writers never mix
+    and a reader sees whole lines only (a line cut by a kill is the last one and is not valid JSON)."""
+    if "\n" in line:
+        raise ValueError(f"append_line writes one line; got a text with a line break: {line[:60]!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
 
 
 def cached_json(kind: str, config: Any, compute: Callable[[], dict], data_fingerprint: str = "") -> dict:
@@ -185,9 +246,78 @@ def cached_json(kind: str, config: Any, compute: Callable[[], dict], data_finger
     path = key(kind, config, data_fingerprint) / "result.json"
     if path.exists() and not force_recompute(path):
         try:
-            return read_json_verified(path)
+            return read_json_verified(path, require_checksum=True)
         except CorruptCacheError:
-            pass  # fall through: recompute and overwrite
+            discard_entry(path)  # recomputed and replaced below
     result = compute()
     write_json_entry(path, result)
     return result
+
+
+# --------------------------------------------------------------------------- one build at a time
+
+LOCK_HELD_ENV = "SPDF_BUILD_LOCK_HELD"
+
+
+class BuildLockedError(RuntimeError):
+    """Another build holds one of the folders this one would write."""
+
+
+def _lock_holder(fd: int) -> str:
+    """'process N' holding an flock on the file of ``fd`` (from /proc/locks, Linux), or ''."""
+    try:
+        stat = os.fstat(fd)
+        wanted = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+        with open("/proc/locks", encoding="ascii") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == wanted and fields[4] != str(os.getpid()):
+                    return f"process {fields[4]}"
+    except OSError:
+        pass
+    return ""
+
+
+@contextlib.contextmanager
+def build_lock(folders: Iterable[tuple[Path, str]]):
+    """Hold an exclusive, non-blocking ``flock`` on each ``(folder, what)`` for the duration of the
+    block; a folder already held by another build raises BuildLockedError naming the folder (and the
+    process holding it, on Linux). The lock is on the folder itself, so it creates no file, and the
+    kernel releases it when the process ends, even when it is killed. Processes started inside the
+    block (the chapter kernels) see ``SPDF_BUILD_LOCK_HELD`` and do not try to lock again."""
+    if os.environ.get(LOCK_HELD_ENV):
+        yield
+        return
+    fds: list[int] = []
+    seen: set[Path] = set()
+    try:
+        for folder, what in folders:
+            folder = Path(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            if folder.resolve() in seen:  # a second flock of one folder would wait for ourselves
+                continue
+            seen.add(folder.resolve())
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                os.close(fd)
+                raise BuildLockedError(
+                    f"another build is already using the {what} {folder}" + (f" ({holder})" if holder else "")
+                    + ". Only one build at a time may write a book, a tables folder or a cache: wait for it to "
+                    "finish (or stop it), or give this build its own folders (SPDF_CACHE=... for the cache)."
+                ) from None
+            except OSError as error:  # a file system that cannot lock folders: go on unlocked
+                os.close(fd)
+                if error.errno not in (errno.EBADF, errno.EINVAL, errno.ENOLCK, errno.EOPNOTSUPP):
+                    raise
+                continue
+            fds.append(fd)
+        os.environ[LOCK_HELD_ENV] = str(os.getpid())
+        yield
+    finally:
+        if os.environ.get(LOCK_HELD_ENV) == str(os.getpid()):
+            del os.environ[LOCK_HELD_ENV]
+        for fd in fds:
+            os.close(fd)

@@ -26,6 +26,7 @@ from typing import Callable, Iterable
 import torch
 
 from . import sparsity, store
+from .model import IGNORE_INDEX
 
 
 class DeadlineReached(RuntimeError):
@@ -90,7 +91,7 @@ def mean_loss(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torc
     total, count = 0.0, 0
     for x, y in batches:
         x, y = x.to(device), y.to(device)
-        n = int((y != -100).sum())
+        n = int((y != IGNORE_INDEX).sum())
         if n == 0:
             continue
         with autocast(device):
@@ -158,10 +159,11 @@ class _LossLog:
         return [float(p) for p in self.pending]
 
 
-def _checkpoint_state(model, optimizer, step: int, log: dict, pending: list | None = None) -> dict:
+def _checkpoint_state(model, optimizer, step: int, log: dict, pending: list | None = None,
+                      elapsed: float = 0.0) -> dict:
     return {"model": {k.removeprefix("_orig_mod."): v for k, v in model.state_dict().items()},
             "optimizer": optimizer.state_dict(), "step": step, "log": log,
-            "torch_rng": torch.get_rng_state(), "pending": list(pending or [])}
+            "torch_rng": torch.get_rng_state(), "pending": list(pending or []), "elapsed": float(elapsed)}
 
 
 def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
@@ -173,7 +175,8 @@ def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tenso
 
     Returns a log: ``train_loss`` (mean over each ``log_every`` steps, with ``train_step``),
     ``val_loss`` with ``val_step`` (``evaluate()`` every ``eval_every`` steps and at the end),
-    ``tokens`` (target tokens seen), ``wall_s`` and ``tokens_per_s`` of this process's share.
+    ``tokens`` (target tokens seen), ``wall_s`` (training time summed over every resumed segment, up
+    to each segment's last checkpoint) and ``tokens_per_s`` (``tokens`` over ``wall_s``).
     ``deadline`` (a ``time.time()`` value) makes the loop checkpoint and raise DeadlineReached.
     """
     from tqdm import tqdm
@@ -181,7 +184,7 @@ def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tenso
     model.to(device)
     optimizer = make_optimizer(model, optim)
     log = {"train_step": [], "train_loss": [], "val_step": [], "val_loss": [], "tokens": 0}
-    start, restored_pending = 0, []
+    start, restored_pending, elapsed_before = 0, [], 0.0
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         try:
             state = store.load_torch(checkpoint_path)
@@ -193,6 +196,7 @@ def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tenso
             torch.set_rng_state(state["torch_rng"])
             start, log = state["step"], state["log"]
             restored_pending = state.get("pending", [])
+            elapsed_before = float(state.get("elapsed", 0.0))
             print(f"{desc}: resumed from step {start} of {optim.total_steps}")
     # CUDA graphs replay the whole compiled step; on the CPU there is nothing to gain from them
     cuda_graphs = compile_model and device.type == "cuda"
@@ -210,7 +214,7 @@ def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tenso
 
     for step in range(start, optim.total_steps):
         x, y = batch_at(step)
-        n_tokens = int((y != -100).sum())  # counted on the host: no device sync per step
+        n_tokens = int((y != IGNORE_INDEX).sum())  # counted on the host: no device sync per step
         x, y = to_device(x, device), to_device(y, device)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, optim)
@@ -244,8 +248,8 @@ def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tenso
                 losses.flush(done)  # a deadline checkpoint keeps the losses pending: the resumed log is the same
             losses.collect(wait=True)
             sparsity.mask_weights_(model)  # a guard, off the per-step path (see the module docstring)
-            store.save_torch(_checkpoint_state(model, optimizer, done, log, losses.pending_values()),
-                             checkpoint_path)
+            store.save_torch(_checkpoint_state(model, optimizer, done, log, losses.pending_values(),
+                                               elapsed_before + time.time() - t0), checkpoint_path)
         if past_deadline:
             bar.close()
             raise DeadlineReached(f"{desc}: stopped at step {done} of {optim.total_steps}; re-run to resume")
@@ -256,7 +260,7 @@ def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tenso
     if evaluate is not None:
         log["val_step"].append(optim.total_steps)
         log["val_loss"].append(evaluate())
-    wall = time.time() - t0
+    wall = elapsed_before + time.time() - t0
     log["wall_s"] = wall
-    log["tokens_per_s"] = tokens_here / wall if wall > 0 else float("nan")
+    log["tokens_per_s"] = log["tokens"] / wall if wall > 0 else float("nan")
     return log

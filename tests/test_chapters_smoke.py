@@ -3,8 +3,14 @@
 Everything is written under a temporary folder: the executed notebooks, ``tables/``, the results cache
 (``SPDF_CACHE``) and the HTML. The committed ``book/`` and ``tables/`` are never touched. Chapters are
 picked up from ``notebooks/NN_*.py`` and pages from ``_toc.yml``, so a new chapter is tested as soon as
-its file exists. ``SPDF_TEST_CHAPTERS="00 03"`` restricts the run to some chapters while one is being
-written (the rendered book then holds only those chapters).
+its file exists. ``SPDF_TEST_CHAPTERS="00 03"`` (or any single chapter, ``SPDF_TEST_CHAPTERS=03``)
+restricts the run to some chapters while one is being written; the rendered book then holds only
+those chapters and the hand-written pages, and opens on the first of them.
+
+The browser check looks at what a reader sees on every page: it loads, every image is drawn, no console
+error, no request leaves the machine, no table cell is cut short ("..."), every figure has a caption
+("Figure N.M: ..." in the cell after it), no absolute path of this machine appears, and the page offers
+its executed notebook and its ``.py`` source for download.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import shutil
+import re
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,21 +53,6 @@ ALL_CHAPTERS = book.discover_chapters(REPO_ROOT / "notebooks")
 RESTRICTED = len(CHAPTERS) < len(ALL_CHAPTERS)
 
 
-def _filtered_toc(toc: dict, drop: set[str]) -> dict:
-    """The table of contents without the pages in ``drop`` (chapters left out of a restricted run)."""
-
-    def walk(node):
-        if isinstance(node, list):
-            return [w for w in (walk(n) for n in node) if w is not None]
-        if isinstance(node, dict):
-            if node.get("file") in drop:
-                return None
-            return {k: walk(v) if k in ("parts", "chapters", "sections") else v for k, v in node.items()}
-        return node
-
-    return walk(toc)
-
-
 @dataclass
 class SmokeBook:
     root: Path
@@ -75,15 +67,13 @@ class SmokeBook:
 def smoke_book(tmp_path_factory, request) -> SmokeBook:
     """Execute the chapters at ``smoke`` into a temporary copy of the book, one after the other."""
     root = tmp_path_factory.mktemp("smoke_book")
-    book_dir = root / "book"
-    # Static parts of the book (vendored MathJax, images, hand-written pages), not the executed ones.
-    shutil.copytree(REPO_ROOT / "book", book_dir,
-                    ignore=shutil.ignore_patterns("*.ipynb", book.STATUS_JSON, book.STATUS_PAGE, ".*"))
+    # Static parts of the book (vendored MathJax, images, hand-written pages), not the executed ones:
+    # the same preparation as a build at a profile other than the published one.
+    book_dir = book.prepare_book_dir(root / "book")
     toc = root / "_toc.yml"
-    executed = {c.stem for c in CHAPTERS}
-    dropped = {c.stem for c in ALL_CHAPTERS} - executed
-    toc.write_text(yaml.safe_dump(_filtered_toc(yaml.safe_load((REPO_ROOT / "_toc.yml").read_text()), dropped),
-                                  sort_keys=False))
+    dropped = {c.stem for c in ALL_CHAPTERS} - {c.stem for c in CHAPTERS}
+    toc.write_text(yaml.safe_dump(book.filtered_toc(yaml.safe_load((REPO_ROOT / "_toc.yml").read_text()),
+                                                    lambda page: page not in dropped), sort_keys=False))
     run = SmokeBook(root=root, book_dir=book_dir, tables_dir=root / "tables", toc=toc)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SPDF_CACHE", str(root / "cache"))
@@ -117,6 +107,23 @@ def test_chapter_executes_at_smoke(smoke_book, chapter):
     assert "profile: smoke" in text, "every chapter must call spdf_lib.env.chapter_header(profile) first"
 
 
+def test_executed_notebooks_hold_no_absolute_path_of_this_machine(smoke_book):
+    """Outputs, papermill's injected parameters and the metadata: nothing names a folder of the
+    machine that executed the chapter (paths become relative, or <tables>, <data>, <cache>, ~ ...)."""
+    roots = _machine_roots(smoke_book.root)
+    for chapter in CHAPTERS:
+        if chapter.stem in smoke_book.failures:
+            continue
+        text = (smoke_book.book_dir / f"{chapter.stem}.ipynb").read_text(encoding="utf-8")
+        text = re.sub(r'"image/[a-z+]+": "[^"]*"', '""', text)  # base64 images are not text
+        found = _named_roots(text, roots)
+        assert not found, f"{chapter.stem}.ipynb names folders of this machine: {found}"
+        assert not book.ABSOLUTE_PATH.search(text), \
+            f"{chapter.stem}.ipynb holds an absolute path: {book.ABSOLUTE_PATH.search(text).group(0)}"
+        nb = nbformat.reads(text, as_version=4)
+        assert nb.metadata["papermill"]["parameters"]["tables_dir"] in ("<tables>", "../tables")
+
+
 def test_chapters_write_tables_only_under_the_profile_folder(smoke_book):
     if not smoke_book.tables_dir.exists():
         return
@@ -148,6 +155,24 @@ def test_the_book_renders_with_no_warnings(smoke_html, smoke_book):
         assert (smoke_html / f"{page}.html").exists(), page
     status = (smoke_html / "status.html").read_text(encoding="utf-8")
     assert all(f">{c.number}<" in status for c in CHAPTERS)
+
+
+def _machine_roots(build_root: Path) -> list[str]:
+    """Folders of this machine that must not appear in a page or a committed notebook."""
+    from spdf_lib import data
+
+    roots = {str(REPO_ROOT), str(REPO_ROOT.resolve()), str(build_root), str(build_root.resolve()),
+             str(Path.home()), tempfile.gettempdir()}
+    try:
+        roots.add(str(data.data_root(verbose=False)))
+    except data.DataNotFoundError:
+        pass
+    return sorted(r for r in roots if r not in ("/", ""))
+
+
+def _named_roots(text: str, roots: list[str]) -> list[str]:
+    """The roots that ``text`` names as a path (the root itself, or a path below it)."""
+    return [r for r in roots if re.search(re.escape(r) + r"(?![\w.-])", text)]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -187,8 +212,27 @@ def _is_local(url: str) -> bool:
     return parsed.scheme in ("data", "blob", "about") or parsed.hostname in ("127.0.0.1", "localhost")
 
 
+# Run in the page: what a reader sees that a build log cannot show.
+_READER_CHECKS = """() => {
+  const cut = [...document.querySelectorAll('table td, table th')]
+      .map(c => c.innerText.trim()).filter(t => /(\\.\\.\\.|\u2026)$/.test(t));
+  const uncaptioned = [];
+  for (const img of document.querySelectorAll('.cell_output img, .output img')) {
+    const figure = img.closest('figure');
+    if (figure && figure.querySelector('figcaption')) continue;
+    const cell = img.closest('div.cell');
+    let next = cell ? cell.nextElementSibling : null;
+    while (next && next.innerText.trim() === '') next = next.nextElementSibling;
+    const text = next ? next.innerText.trim() : '';
+    if (!/^(Figure|Fig\\.) [0-9A-Z]+(\\.[0-9]+)?[:.]/.test(text)) uncaptioned.push([img.currentSrc || img.src, text.slice(0, 80)]);
+  }
+  const downloads = [...document.querySelectorAll('a[href*="_downloads/"]')].map(a => a.getAttribute('href'));
+  return {cut, uncaptioned, downloads, text: document.body.innerText, html: document.documentElement.outerHTML};
+}"""
+
+
 @pytest.mark.parametrize("page_name", book.toc_files(REPO_ROOT / "_toc.yml"))
-def test_page_loads_cleanly_in_a_browser(site, browser_context, smoke_book, page_name):
+def test_page_loads_cleanly_in_a_browser(site, browser_context, smoke_book, smoke_html, page_name):
     if page_name not in book.toc_files(smoke_book.toc):
         pytest.skip(f"{page_name} is not part of this restricted run")
     page = browser_context.new_page()
@@ -220,5 +264,19 @@ def test_page_loads_cleanly_in_a_browser(site, browser_context, smoke_book, page
         assert not external, f"requests leaving localhost from {page_name}: {external}"
         assert not errors, f"console errors on {page_name}: {errors}"
         assert not bad, f"failed requests on {page_name}: {bad}"
+        seen = page.evaluate(_READER_CHECKS)
+        assert not seen["cut"], f"table cells cut short on {page_name}: {seen['cut'][:10]}"
+        assert not seen["uncaptioned"], \
+            f"figures without a caption ('Figure N.M: ...' in the cell after them) on {page_name}: {seen['uncaptioned']}"
+        roots = _named_roots(seen["html"], _machine_roots(smoke_book.root))
+        assert not roots, f"{page_name} shows folders of this machine: {roots}"
+        assert not book.ABSOLUTE_PATH.search(seen["text"]), \
+            f"{page_name} shows an absolute path: {book.ABSOLUTE_PATH.search(seen['text']).group(0)}"
+        if (REPO_ROOT / "notebooks" / f"{page_name}.py").exists():  # a chapter: both downloads offered
+            names = sorted(Path(href).name for href in seen["downloads"])
+            assert names == sorted([f"{page_name}.ipynb", f"{page_name}.py"]), \
+                f"{page_name} must offer its notebook and its .py source for download, offers {names}"
+            for href in seen["downloads"]:
+                assert (smoke_html / href).is_file(), f"{page_name}: the download {href} is missing from the site"
     finally:
         page.close()

@@ -1,17 +1,15 @@
 """The FLOP convention reproduces the published GPT-3 XL figure and agrees with the real model."""
 
-import dataclasses
-
 import pytest
 import torch
 
 from spdf_lib.flops import (CURATION_FINETUNE_TOKENS, PUBLISHED_REDUCTION_75, PUBLISHED_SAVING_75, chinchilla_tokens,
                             flop_reduction, forward_flops_per_token, inference_flops_per_token, model_param_memory,
                             paper_pipeline, param_memory, sparsifiable_weights, spdf_flops, training_flops)
-from spdf_lib.model import GPT, PRESETS, num_params
+from spdf_lib.model import GPT, get_config, num_params
 from spdf_lib.sparsity import SparsitySpec, sparsify
 
-XL = PRESETS["gpt3-xl"]
+XL = get_config("gpt3-xl")
 
 
 def test_published_reduction_within_one_percent():
@@ -46,7 +44,7 @@ def test_pipeline_fine_tuning_is_dense():
 
 def test_linear_flops_agree_with_the_model():
     """2 x (multiplies by nonzero weights) of the sparsifiable linears, counted on a real model."""
-    cfg = dataclasses.replace(PRESETS["smoke-large"], vocab_size=100)
+    cfg = get_config("smoke-large", vocab_size=100)
     model = GPT(cfg)
     sparsify(model, SparsitySpec(level=0.75))
     nonzero = sum(int((model.get_parameter(f"transformer.h.{i}.{m}.weight") != 0).sum())
@@ -58,7 +56,7 @@ def test_parameter_memory():
     pm = param_memory(XL, 0.84)  # the iterative-pruning post: 4.3x fewer parameters in memory
     assert pm.dense == num_params(XL) and 4.2 < pm.reduction < 4.45
     assert 2.9 < inference_flops_per_token(XL) / inference_flops_per_token(XL, 0.84) < 3.1  # "3x fewer"
-    cfg = dataclasses.replace(PRESETS["smoke-small"], vocab_size=64)
+    cfg = get_config("smoke-small", vocab_size=64)
     model = GPT(cfg)
     assert model_param_memory(model).dense == num_params(cfg)
     sparsify(model, SparsitySpec(level=0.5))

@@ -126,6 +126,18 @@ def test_presets_and_param_count():
         get_config("nope")
 
 
+def test_get_config_replaces_fields_and_checks_them():
+    one_block = get_config("gpt3-xl", n_layer=1, vocab_size=512)
+    assert (one_block.n_layer, one_block.vocab_size, one_block.n_embd) == (1, 512, PRESETS["gpt3-xl"].n_embd)
+    assert get_config("gpt3-xl") is PRESETS["gpt3-xl"] and PRESETS["gpt3-xl"].n_layer == 24  # the preset is unchanged
+    with pytest.raises(ValueError, match="n_layers not a GPTConfig field"):
+        get_config("gpt3-xl", n_layers=1)
+    with pytest.raises(ValueError, match="n_head"):
+        get_config("smoke-small", n_head=3)
+    with pytest.raises(TypeError):
+        PRESETS["mine"] = TINY  # the table of presets is read-only
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="n_head"):
         dataclasses.replace(TINY, n_head=3)

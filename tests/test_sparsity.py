@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from spdf_lib.model import GPT, GPTConfig
-from spdf_lib.sparsity import (SparsitySpec, apply_masks, densify, magnitude_prune_,
-                               mask_grads_, mask_weights_, masks, n_masked, resolve_filter, sparsify,
-                               sparsity_after, sparsity_report)
+from spdf_lib.sparsity import (SparsitySpec, apply_masks, densify, magnitude_prune_, mask_grads_, mask_weights_,
+                               masks, n_masked, random_mask, random_masks, resolve_filter, sparsify, sparsity_after,
+                               sparsity_report)
 
 CFG = GPTConfig(n_layer=2, n_head=2, n_embd=24, d_ff=40, block_size=16, vocab_size=50)
 SELECTED = [f"transformer.h.{i}.{m}.weight" for i in range(2)
@@ -87,6 +87,39 @@ def test_exact_counts_and_weight_equals_orig_times_mask(level):
         if name not in result:
             assert torch.equal(p, orig[name])
     assert n_masked(0.75, 1024) == 768 and n_masked(0.29, 100) == 29
+
+
+def test_random_mask_is_exact_count():
+    gen = torch.Generator().manual_seed(6)
+    for s in (0.0, 0.29, 0.5, 0.75, 1.0):
+        assert int(random_mask((37, 41), s, gen).sum()) == 37 * 41 - n_masked(s, 37 * 41)
+
+
+def test_random_masks_from_the_same_generator_state_are_nested_across_levels():
+    levels = (0.0, 0.3, 0.6, 0.9)
+    drawn = [random_mask((13, 17), s, torch.Generator().manual_seed(2)) for s in levels]
+    for looser, tighter in zip(drawn, drawn[1:]):
+        assert not (tighter & ~looser).any()  # what a higher level keeps, every lower level keeps
+    assert drawn[0].all() and drawn[0].dtype == torch.bool and drawn[0].shape == (13, 17)
+
+
+def test_model_masks_are_the_random_mask_of_each_tensor_in_model_order():
+    model, spec = make(), SparsitySpec(level=0.75, seed=3)
+    gen = torch.Generator().manual_seed(spec.seed)
+    expected = {n: random_mask(model.get_parameter(n).shape, spec.level, gen) for n in SELECTED}
+    got = random_masks(model, spec)
+    assert list(got) == SELECTED and all(torch.equal(got[n], expected[n]) for n in SELECTED)
+
+
+@pytest.mark.parametrize("level, generator, match", [
+    (1.5, torch.Generator(), "level must be in"),
+    (-0.1, torch.Generator(), "level must be in"),
+    (True, torch.Generator(), "level must be in"),
+    (0.5, 0, "torch.Generator"),
+])
+def test_random_mask_rejects_a_bad_level_or_generator(level, generator, match):
+    with pytest.raises(ValueError, match=match):
+        random_mask((4, 4), level, generator)
 
 
 def test_masks_are_seeded_and_leave_global_rng_alone():

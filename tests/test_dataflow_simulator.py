@@ -1,23 +1,27 @@
-"""Tests of the dataflow simulator and the bandwidth model (spdf_lib.dataflow, chapter 07)."""
+"""The dataflow simulator (spdf_lib.dataflow.simulator, chapter 07): exact counts against brute force and
+nn.Linear, cycles and load imbalance, sweeps without masks, a GPT block against the FLOP model and a real
+forward pass, CSV export, and clear errors."""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
 from spdf_lib import dataflow as df
+from spdf_lib.flops import forward_flops_per_token
+from spdf_lib.model import GPT, get_config
+from spdf_lib.sparsity import SparsitySpec, random_mask, sparsify
 
 SMALL = df.DataflowMachine(name="test-grid", pe_rows=4, pe_cols=3)
 
 
 def sparse_weight(out_f, in_f, density, gen):
     w = torch.randn(out_f, in_f, generator=gen)
-    return w * df.random_mask((out_f, in_f), 1.0 - density, gen)
+    return w * random_mask((out_f, in_f), 1.0 - density, gen)
 
 
 def brute_force_pe_macs(x, w, machine):
@@ -145,17 +149,8 @@ def test_sweep_matches_materialised_masks():
     assert [r.nonzero_weights for r in grid] == [df.kept_weights(9000, s) for s in (0.0, 0.3, 0.6, 0.9)]
 
 
-def test_random_mask_is_exact_count():
-    gen = torch.Generator().manual_seed(6)
-    for s in (0.0, 0.29, 0.5, 0.75, 1.0):
-        assert int(df.random_mask((37, 41), s, gen).sum()) == df.kept_weights(37 * 41, s)
-
-
 def test_block_actual_macs_equal_flop_model():
-    from spdf_lib.flops import forward_flops_per_token
-    from spdf_lib.model import PRESETS
-
-    cfg = PRESETS["gpt3-xl"]
+    cfg = get_config("gpt3-xl")
     tokens = 32
     reports = df.sweep_block(cfg, tokens, (0.0, 0.5, 0.75))
     for s in (0.0, 0.5, 0.75):
@@ -165,12 +160,19 @@ def test_block_actual_macs_equal_flop_model():
         assert df.block_totals(block)["actual_macs"] == flops / 2
 
 
-def test_module_linears_against_the_real_forward():
-    from spdf_lib.model import GPT, PRESETS
-    from spdf_lib.sparsity import SparsitySpec, sparsify
+def test_reports_by_level_regroups_a_block_sweep():
+    levels = [0.0, 0.5, 0.9]
+    cfg = get_config("smoke-small")
+    grouped = df.reports_by_level(df.sweep_block(cfg, 4, levels, SMALL), len(levels))
+    assert [[r.name for r in layers] for layers in grouped] == [list(df.BLOCK_LINEARS)] * len(levels)
+    assert [layers[0].nonzero_weights for layers in grouped] == [df.kept_weights(3 * 32 * 32, s) for s in levels]
+    with pytest.raises(ValueError, match="do not split into 5 sparsity levels"):
+        df.reports_by_level(df.sweep_block(cfg, 4, levels, SMALL), 5)
 
+
+def test_module_linears_against_the_real_forward():
     torch.manual_seed(0)
-    model = GPT(PRESETS["smoke-small"]).eval()
+    model = GPT(get_config("smoke-small")).eval()
     sparsify(model, SparsitySpec(level=0.75))
     idx = torch.randint(0, 512, (2, 16))
     names = [f"transformer.h.0.{n}" for n in df.BLOCK_LINEARS]
@@ -196,7 +198,6 @@ def test_csv_export_has_one_row_per_layer(tmp_path):
     (lambda: df.simulate_linear(torch.randn(3, 5), torch.randn(4, 5, 1)), "2-D"),
     (lambda: df.simulate_linear(torch.tensor([[1.0, float("nan")]]), torch.randn(4, 2)), "x contains non-finite"),
     (lambda: df.simulate_linear(torch.randn(2, 2), torch.tensor([[1.0, float("inf")]])), "weight contains non-finite"),
-    (lambda: df.simulate_linear(torch.randn(2, 2), torch.tensor([[3e38, 3e38]] * 3)), None),  # overflowing sum is fine
     (lambda: df.simulate_linear(torch.randn(0, 2), torch.randn(3, 2)), "no tokens"),
     (lambda: df.simulate_linear(torch.randn(2, 2), torch.randn(3, 2).double()), "dtype"),
     (lambda: df.DataflowMachine(pe_rows=0), "no processing elements"),
@@ -205,74 +206,13 @@ def test_csv_export_has_one_row_per_layer(tmp_path):
     (lambda: df.simulate_linear(torch.randn(2, 2), torch.randn(3, 2), machine="big"), "DataflowMachine"),
     (lambda: df.sweep_linear(8, 8, 0, [0.5]), "tokens"),
     (lambda: df.kept_weights(10, 1.5), "sparsity"),
-    (lambda: df.gpu_linear_time(8, 8, 8, 0.75, df.GPUModel(), "2:4"), "0.5"),
-    (lambda: df.gpu_linear_time(8, 8, 8, 0.5, df.GPUModel(), "magic"), "kernel"),
 ])
 def test_bad_input_is_a_clear_error(make_call, match):
-    if match is None:
-        make_call()
-        return
     with pytest.raises(ValueError, match=match):
         make_call()
 
 
-def test_blas_intensity_and_required_bandwidth():
-    ops = {op.level: op for op in df.blas_ops(2048, 2)}
-    assert ops["GEMM"].intensity > ops["GEMV"].intensity > ops["AXPY"].intensity
-    assert ops["AXPY"].intensity == pytest.approx(2 / (3 * 2))
-    assert ops["sparse GEMM"].intensity == ops["AXPY"].intensity
-    gpu = df.GPUModel()
-    assert df.required_bandwidth(ops["GEMM"], gpu.dense_flops) < gpu.dram_bandwidth  # dense GEMM runs at peak
-    assert df.required_bandwidth(ops["AXPY"], gpu.dense_flops) > 100 * gpu.dram_bandwidth
-    machine = df.DataflowMachine()
-    # The SRAM is sized for exactly one AXPY operand set per multiply-add.
-    assert df.required_bandwidth(ops["AXPY"], machine.peak_flops) == pytest.approx(machine.memory_bandwidth)
-    table = df.bandwidth_table([gpu.memory_system(), df.dataflow_memory_system(machine)])
-    assert len(table) == 8 and table["fraction_of_peak"].between(0, 1).all()
-
-
-def test_gpu_roofline():
-    shape = (2048, 8192, 2048)
-    assert df.gpu_roofline_speedup(*shape, 0.0, kernel="dense") == pytest.approx(1.0)
-    levels = (0.5, 0.75, 0.9, 0.95)
-    optimistic = [df.gpu_roofline_speedup(*shape, s) for s in levels]
-    pessimistic = [df.gpu_roofline_speedup(*shape, s, kernel="axpy") for s in levels]
-    assert optimistic == sorted(optimistic)
-    assert all(p < o for p, o in zip(pessimistic, optimistic))
-    assert all(o < 1 / (1 - s) for o, s in zip(optimistic, levels))  # never beats the ideal
-    assert 1.0 < df.gpu_roofline_speedup(*shape, 0.5, kernel="2:4") <= 2.0 + 1e-3  # datasheet rounding
-
-
-def _write_kernel_csv(path: Path, device: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("device,device_name,torch,layer,tokens,kernel,dtype,sparsity,median_ms,speedup_vs_dense,status\n"
-                    f"{device},X,2.0,mlp.c_fc,8,dense,float32,0.0,1.0,1.0,ok\n")
-
-
-def test_load_kernel_measurements(tmp_path):
-    _write_kernel_csv(tmp_path / "own" / "kernels" / "sparse_kernels_cpu.csv", "cpu")
-    got = df.load_kernel_measurements(tmp_path / "own")
-    assert list(got["device"]) == ["cpu"] and list(got["source_file"]) == ["sparse_kernels_cpu.csv"]
-    # A tables dir without measurements falls back to the repository's committed tables/kernels.
-    assert df.kernel_tables_dir(tmp_path / "empty") == df.REPO_ROOT / "tables" / "kernels"
-    (tmp_path / "bad" / "kernels").mkdir(parents=True)
-    (tmp_path / "bad" / "kernels" / "x.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match="x.csv"):
-        df.load_kernel_measurements(tmp_path / "bad")
-
-
-def test_measured_block_speedups():
-    import pandas as pd
-
-    rows = []
-    for layer, dense_ms in (("a", 1.0), ("b", 3.0)):
-        rows.append(dict(device="cpu", device_name="X", torch="2", tokens=8, layer=layer, kernel="dense",
-                         dtype="float32", sparsity=0.0, median_ms=dense_ms, status="ok"))
-        for dtype, factor in (("float32", 2.0), ("bfloat16", 4.0)):  # the faster dtype counts
-            rows.append(dict(rows[-1], kernel="csr", dtype=dtype, sparsity=0.75, median_ms=dense_ms * factor))
-    rows.append(dict(rows[0], kernel="2:4", sparsity=0.5, median_ms=0.5))  # layer b failed: left out
-    rows.append(dict(rows[0], layer="b", kernel="2:4", sparsity=0.5, median_ms=None, status="unsupported: x"))
-    got = df.measured_block_speedups(pd.DataFrame(rows))
-    assert list(got["kernel"]) == ["csr"]
-    assert got["speedup"].iloc[0] == pytest.approx(4.0 / 8.0)
-    assert df.measured_block_speedups(pd.DataFrame()).empty
+def test_an_overflowing_sum_is_not_taken_for_a_non_finite_input():
+    # The finiteness check first sums the tensor; a sum that overflows must not be reported as NaN/inf.
+    _, rep = df.simulate_linear(torch.randn(2, 2), torch.tensor([[3e38, 3e38]] * 3))
+    assert rep.nonzero_weights == 6

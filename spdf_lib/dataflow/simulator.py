@@ -1,25 +1,17 @@
-"""A counting model of sparse matrix multiplication on a dataflow machine, and the bandwidth argument.
+"""A counting model of sparse matrix multiplication on a dataflow machine (chapter 07).
 
-Explained in chapter 07. The blog post by Sean Lie (source file 001_dd0400cd47305eae.txt) argues:
-
-* a sparse GEMM is one AXPY per nonzero weight;
-* running AXPY at full speed needs a memory bandwidth only on-chip SRAM next to every core gives;
-* with dataflow execution (compute triggered by arriving data, zeros filtered at the sender) fewer
-  FLOPs become less time.
-
-This module makes that argument countable, in the vocabulary of Sparseloop and SCALE-Sim:
-*algorithmic* MACs (what the dense layer would do), *actual* MACs (what the machine does), *skipped*
-MACs (the difference), cycles per processing element (PE), total cycles and utilisation.
+In the vocabulary of Sparseloop and SCALE-Sim: *algorithmic* MACs (what the dense layer would do),
+*actual* MACs (what the machine does), *skipped* MACs (the difference), cycles per processing
+element (PE), total cycles and utilisation.
 
 The machine (:class:`DataflowMachine`) is a simplified, illustrative model, **not** a model of any
 product: a 2-D grid of PEs, each with private SRAM and one multiply-add unit. The mapping is fixed
-and stated in :func:`block_mapping`. Everything is vectorised: counts come from reshapes, sums and
-``bincount``-like reductions, never from a Python loop over PEs or over nonzeros.
-
-The second half holds the roofline side: arithmetic intensity of GEMM, GEMV and AXPY
-(:func:`blas_ops`), the bandwidth each needs to run at full compute (:func:`required_bandwidth`),
-a GPU roofline model of dense, unstructured and 2:4 kernels (:func:`gpu_roofline_speedup`), and the
-reader of the measured kernel tables (:func:`load_kernel_measurements`).
+and stated in :func:`block_mapping`. :func:`simulate_linear` runs one ``nn.Linear``-shaped product
+and counts it exactly; :func:`sweep_linear` and :func:`sweep_block` give the reports of a layer or
+of a GPT block at many sparsity levels without drawing a mask per level; and
+:func:`simulate_module_linears` checks the simulated layers against a real forward pass.
+Everything is vectorised: counts come from reshapes, sums and ``bincount``-like reductions, never
+from a Python loop over PEs or over nonzeros.
 """
 
 from __future__ import annotations
@@ -35,8 +27,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from .sparsity import n_masked
-from .store import REPO_ROOT, atomic_write_text
+from ..sparsity import n_masked
+from ..store import atomic_write_text
 
 # --------------------------------------------------------------------------------------------------
 # The machine
@@ -116,7 +108,8 @@ class DataflowMachine:
 DEFAULT_MACHINE = DataflowMachine()
 
 
-def _machine(machine: DataflowMachine | None) -> DataflowMachine:
+def as_machine(machine: DataflowMachine | None) -> DataflowMachine:
+    """``machine``, or :data:`DEFAULT_MACHINE` when it is None; a ValueError for anything else."""
     if machine is None:
         return DEFAULT_MACHINE
     if not isinstance(machine, DataflowMachine):
@@ -161,7 +154,7 @@ class BlockMapping:
 
 def block_mapping(out_features: int, in_features: int, machine: DataflowMachine | None = None) -> BlockMapping:
     """The stated mapping of an ``(out_features, in_features)`` weight onto the PE grid (chapter 07)."""
-    m = _machine(machine)
+    m = as_machine(machine)
     if out_features < 1 or in_features < 1:
         raise ValueError(f"weight shape ({out_features}, {in_features}) has no entries")
     block_rows = math.ceil(out_features / m.pe_rows)
@@ -303,7 +296,7 @@ def simulate_linear(x: torch.Tensor, weight: torch.Tensor, machine: DataflowMach
     >>> y[0].tolist(), r.algorithmic_macs, r.actual_macs, r.skipped_macs
     ([1.0, 0.0, 5.0], 24, 12, 12)
     """
-    m = _machine(machine)
+    m = as_machine(machine)
     if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor):
         raise ValueError("x and weight must be torch tensors")
     if weight.dim() != 2:
@@ -345,21 +338,6 @@ def kept_weights(numel: int, sparsity: float) -> int:
     return numel - n_masked(sparsity, numel)
 
 
-def random_mask(shape: tuple[int, int], sparsity: float, generator: torch.Generator) -> torch.Tensor:
-    """A uniformly random bool mask with exactly :func:`kept_weights` True entries."""
-    numel = shape[0] * shape[1]
-    keep = kept_weights(numel, sparsity)
-    if keep in (0, numel):
-        return torch.full(shape, keep == numel, dtype=torch.bool)
-    # float64 scores make ties (which would break the exact count) practically impossible.
-    scores = torch.rand(numel, generator=generator, dtype=torch.float64)
-    threshold = torch.kthvalue(scores, numel - keep).values
-    mask = scores > threshold
-    if int(mask.sum()) != keep:
-        raise RuntimeError("tied random scores; draw again with another seed")
-    return mask.view(shape)
-
-
 def sweep_linear(out_features: int, in_features: int, tokens: int, sparsities: Sequence[float],
                  machine: DataflowMachine | None = None, *, seed: int = 0, name: str = "linear") -> list[LayerReport]:
     """Reports of one layer under nested uniformly random exact-count masks (dense activations).
@@ -367,10 +345,10 @@ def sweep_linear(out_features: int, in_features: int, tokens: int, sparsities: S
     Explained in chapter 07. Instead of drawing a mask per level, it draws how many nonzeros each PE
     gets, which for a uniformly random exact-count mask is a multivariate hypergeometric draw over
     the PE blocks; thinning one draw to the next level keeps the masks nested (a random subset of a
-    random subset is a random subset). This is the same distribution :func:`random_mask` gives,
+    random subset is a random subset). This is the same distribution :func:`spdf_lib.sparsity.random_mask` gives,
     without materialising tens of millions of entries per level.
     """
-    m = _machine(machine)
+    m = as_machine(machine)
     if tokens < 1:
         raise ValueError(f"tokens={tokens} must be >= 1")
     mapping = block_mapping(out_features, in_features, m)
@@ -413,6 +391,13 @@ def sweep_block(config, tokens: int, sparsities: Sequence[float], machine: Dataf
     for i, (name, out_f, in_f) in enumerate(block_linear_shapes(config)):
         reports += sweep_linear(out_f, in_f, tokens, sparsities, machine, seed=seed + i, name=name)
     return reports
+
+
+def reports_by_level(reports: Sequence[LayerReport], n_levels: int) -> list[list[LayerReport]]:
+    """Regroup :func:`sweep_block`'s layer-major reports into one list of the block's layers per level."""
+    if n_levels < 1 or len(reports) % n_levels:
+        raise ValueError(f"{len(reports)} reports do not split into {n_levels} sparsity levels")
+    return [list(reports[i::n_levels]) for i in range(n_levels)]
 
 
 def block_totals(reports: Iterable[LayerReport]) -> dict:
@@ -511,210 +496,9 @@ def reports_frame(reports: Iterable[LayerReport]):
     return pd.DataFrame([r.as_dict() for r in reports], columns=list(REPORT_COLUMNS))
 
 
-# --------------------------------------------------------------------------------------------------
-# Bandwidth by BLAS level, and a GPU roofline
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MemorySystem:
-    """Peak compute and the bandwidth of the memory the operands live in (chapter 07)."""
-
-    name: str
-    memory: str  # e.g. "off-chip DRAM (HBM3)" or "on-chip SRAM"
-    peak_flops: float
-    bandwidth: float  # bytes/s
-    source: str
-
-
-@dataclass(frozen=True)
-class GPUModel:
-    """Datasheet figures of a GPU for the roofline model (chapter 07).
-
-    Defaults: NVIDIA H100 SXM5, from the NVIDIA H100 Tensor Core GPU datasheet and the Hopper
-    architecture whitepaper (2022): 989.4 TFLOP/s dense BF16 on tensor cores, 1978.9 TFLOP/s with
-    2:4 sparsity, 133.8 TFLOP/s BF16 on the CUDA cores (what an unstructured sparse kernel can use),
-    3.35 TB/s HBM3. Peaks are parameters, never constants buried in code: pass your own GPU.
-    """
-
-    name: str = "H100 SXM5 (datasheet)"
-    dense_flops: float = 989.4e12
-    semi_structured_flops: float = 1978.9e12
-    simt_flops: float = 133.8e12
-    dram_bandwidth: float = 3.35e12
-    bytes_per_value: int = 2
-    bytes_per_index: int = 4
-    source: str = "NVIDIA H100 Tensor Core GPU datasheet / Hopper whitepaper, SXM5"
-
-    def memory_system(self) -> MemorySystem:
-        return MemorySystem(self.name, "off-chip DRAM (HBM3)", self.dense_flops, self.dram_bandwidth, self.source)
-
-
-def dataflow_memory_system(machine: DataflowMachine | None = None) -> MemorySystem:
-    """The dataflow machine's compute and SRAM bandwidth as a :class:`MemorySystem`."""
-    m = _machine(machine)
-    return MemorySystem(m.name, "on-chip SRAM", m.peak_flops, m.memory_bandwidth,
-                        "illustrative parameters of DataflowMachine (no published figures used)")
-
-
-@dataclass(frozen=True)
-class BlasOp:
-    """One BLAS-level operation: FLOPs, compulsory bytes moved, and their ratio (FLOP/byte)."""
-
-    level: str
-    description: str
-    flops: float
-    bytes: float
-
-    @property
-    def intensity(self) -> float:
-        return self.flops / self.bytes
-
-
-def blas_ops(n: int = 2048, bytes_per_value: int = 2) -> list[BlasOp]:
-    """GEMM, GEMV and AXPY at size ``n``, and the sparse GEMM seen as one AXPY per nonzero (chapter 07).
-
-    Bytes are compulsory traffic: every operand read once and every result written once. GEMM
-    ``C += A B`` (n x n): 2n^3 FLOPs, 4n^2 values (C is read and written). GEMV ``y += A x``: 2n^2
-    FLOPs, n^2 + 3n values. AXPY ``y += a x``: 2n FLOPs, 3n values. A sparse GEMM streams one AXPY of
-    length ``n`` (tokens) per nonzero weight, so per nonzero it has exactly AXPY's intensity.
-    """
-    if n < 1 or bytes_per_value < 1:
-        raise ValueError(f"n={n} and bytes_per_value={bytes_per_value} must be >= 1")
-    b = bytes_per_value
-    return [
-        BlasOp("GEMM", f"C += A B, {n}x{n} (BLAS 3)", 2.0 * n**3, 4.0 * n * n * b),
-        BlasOp("GEMV", f"y += A x, {n}x{n} (BLAS 2)", 2.0 * n * n, (n * n + 3.0 * n) * b),
-        BlasOp("AXPY", f"y += a x, length {n} (BLAS 1)", 2.0 * n, 3.0 * n * b),
-        BlasOp("sparse GEMM", f"one AXPY of length {n} per nonzero weight", 2.0 * n, 3.0 * n * b),
-    ]
-
-
-def required_bandwidth(op: BlasOp, peak_flops: float) -> float:
-    """Bytes/s needed to keep ``peak_flops`` busy on ``op``: peak / arithmetic intensity."""
-    return peak_flops / op.intensity
-
-
-def bandwidth_table(systems: Sequence[MemorySystem], n: int = 2048, bytes_per_value: int = 2):
-    """Required vs available bandwidth for every BLAS level and system, as a DataFrame (chapter 07)."""
-    import pandas as pd
-
-    rows = []
-    for sys in systems:
-        for op in blas_ops(n, bytes_per_value):
-            need = required_bandwidth(op, sys.peak_flops)
-            rows.append({"system": sys.name, "memory": sys.memory, "level": op.level,
-                         "intensity_flop_per_byte": op.intensity, "peak_tflops": sys.peak_flops / 1e12,
-                         "required_tb_s": need / 1e12, "available_tb_s": sys.bandwidth / 1e12,
-                         "fraction_of_peak": min(1.0, sys.bandwidth / need)})
-    return pd.DataFrame(rows)
-
-
-def gpu_linear_time(tokens: int, out_features: int, in_features: int, sparsity: float, gpu: GPUModel,
-                    kernel: str) -> float:
-    """Roofline time in seconds of ``y = x W^T`` on ``gpu``: max(FLOPs / peak, bytes / bandwidth).
-
-    kernels (chapter 07):
-
-    * ``dense``: tensor cores at ``dense_flops``; reads W and x once, writes y once.
-    * ``unstructured``: an optimistic CSR kernel: only the nonzeros' FLOPs on the CUDA cores
-      (``simt_flops``, no tensor cores for unstructured patterns); reads values + indices, x and y once.
-    * ``axpy``: the sparse GEMM as the blog describes it, one AXPY of length ``tokens`` per nonzero,
-      each streaming its activation and output columns from DRAM (no reuse): the pessimistic bound.
-    * ``2:4``: semi-structured sparse tensor cores at ``semi_structured_flops`` (50% sparsity only).
-    """
-    t, n, k = tokens, out_features, in_features
-    b = gpu.bytes_per_value
-    nnz = kept_weights(n * k, sparsity)
-    if kernel == "dense":
-        flops, traffic, peak = 2.0 * t * n * k, (n * k + t * k + t * n) * b, gpu.dense_flops
-    elif kernel == "unstructured":
-        flops = 2.0 * t * nnz
-        traffic = nnz * (b + gpu.bytes_per_index) + (n + 1) * gpu.bytes_per_index + (t * k + t * n) * b
-        peak = gpu.simt_flops
-    elif kernel == "axpy":
-        flops, traffic, peak = 2.0 * t * nnz, nnz * 3.0 * t * b, gpu.simt_flops
-    elif kernel == "2:4":
-        if abs(sparsity - 0.5) > 1e-9:
-            raise ValueError(f"2:4 kernels run at sparsity 0.5 only, got {sparsity}")
-        # Values (half the weights) plus 2-bit metadata per kept value.
-        flops, traffic = 2.0 * t * n * k, (n * k // 2) * b + n * k // 8 + (t * k + t * n) * b
-        peak = gpu.semi_structured_flops
-    else:
-        raise ValueError(f"kernel={kernel!r}: choose dense, unstructured, axpy or 2:4")
-    return max(flops / peak, traffic / gpu.dram_bandwidth)
-
-
-def gpu_roofline_speedup(tokens: int, out_features: int, in_features: int, sparsity: float,
-                         gpu: GPUModel | None = None, kernel: str = "unstructured") -> float:
-    """Speed-up of a sparse kernel over the dense tensor-core kernel under the roofline (chapter 07)."""
-    g = gpu or GPUModel()
-    dense = gpu_linear_time(tokens, out_features, in_features, 0.0, g, "dense")
-    return dense / gpu_linear_time(tokens, out_features, in_features, sparsity, g, kernel)
-
-
-# --------------------------------------------------------------------------------------------------
-# Measured kernels (scripts/measure_sparse_kernels.py)
-# --------------------------------------------------------------------------------------------------
-
-
-def kernel_tables_dir(tables_root: Path | str) -> Path:
-    """Where measured kernel CSVs are read from: ``<tables_root>/kernels`` if it holds any CSV,
-    else the repository's committed ``tables/kernels`` (chapter 07 run with a scratch tables dir)."""
-    own = Path(tables_root) / "kernels"
-    if own.is_dir() and any(own.glob("*.csv")):
-        return own
-    return REPO_ROOT / "tables" / "kernels"
-
-
-def load_kernel_measurements(tables_root: Path | str):
-    """All measured kernel CSVs as one DataFrame with a ``source_file`` column (chapter 07).
-
-    Reads ``*.csv`` under :func:`kernel_tables_dir`. Returns an empty frame when there is none; a file
-    without the expected columns raises a ValueError naming it.
-    """
-    import pandas as pd
-
-    folder = kernel_tables_dir(tables_root)
-    frames = []
-    needed = {"device", "device_name", "torch", "layer", "tokens", "kernel", "dtype", "sparsity", "median_ms",
-              "speedup_vs_dense", "status"}
-    for path in sorted(folder.glob("*.csv")):
-        df = pd.read_csv(path)
-        missing = needed - set(df.columns)
-        if missing:
-            raise ValueError(f"{path} is not a kernel measurement table: missing columns {sorted(missing)}")
-        frames.append(df.assign(source_file=path.name))
-    if not frames:
-        return pd.DataFrame(columns=[*sorted(needed), "source_file"])
-    return pd.concat(frames, ignore_index=True)
-
-
-def measured_block_speedups(measurements):
-    """Whole-block speed-ups of the measured sparse kernels over the fastest dense kernel (chapter 07).
-
-    For every device, kernel (``csr``, ``2:4``) and sparsity: the four GPT-3 XL linears' best times
-    are added up (the fastest dtype and call variant of each layer) and compared with the sum of the
-    fastest dense times of the same layers. A (device, kernel, sparsity) that did not run on every
-    layer is left out. Returns a DataFrame with device, device_name, torch, tokens, kernel, sparsity,
-    dense_ms, sparse_ms and speedup.
-    """
-    import pandas as pd
-
-    columns = ["device", "device_name", "torch", "tokens", "kernel", "sparsity", "dense_ms", "sparse_ms", "speedup"]
-    if measurements is None or len(measurements) == 0:
-        return pd.DataFrame(columns=columns)
-    ok = measurements[measurements["status"] == "ok"].copy()
-    ok["median_ms"] = ok["median_ms"].astype(float)
-    keys = ["device", "device_name", "torch", "tokens"]
-    rows = []
-    for group_key, g in ok.groupby(keys, sort=True):
-        dense = g[g["kernel"] == "dense"].groupby("layer")["median_ms"].min()
-        for (kernel, sparsity), s in g[g["kernel"] != "dense"].groupby(["kernel", "sparsity"], sort=True):
-            best = s.groupby("layer")["median_ms"].min()
-            if set(best.index) != set(dense.index) or len(dense) == 0:
-                continue  # a layer failed or was not measured: no honest block total
-            rows.append({**dict(zip(keys, group_key)), "kernel": kernel, "sparsity": float(sparsity),
-                         "dense_ms": float(dense.sum()), "sparse_ms": float(best.sum()),
-                         "speedup": float(dense.sum() / best.sum())})
-    return pd.DataFrame(rows, columns=columns)
+__all__ = [
+    "DataflowMachine", "DEFAULT_MACHINE", "as_machine", "BlockMapping", "block_mapping", "LayerReport",
+    "REPORT_COLUMNS", "simulate_linear", "kept_weights", "sweep_linear", "BLOCK_LINEARS", "block_linear_shapes",
+    "sweep_block", "reports_by_level", "block_totals", "simulate_module_linears", "reports_to_csv_text",
+    "write_reports_csv", "reports_frame",
+]

@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from . import store
+from .. import store
+from .files import pretraining_fingerprint
+from .pretraining import load_pretraining
+from .readers import column
 
 SEP_TOKEN = "<|sep|>"
 EOS_TOKEN = "<|eos|>"
@@ -146,8 +149,6 @@ def _take_chars(texts: Iterable[str], n_chars: int) -> Iterator[str]:
 
 def tokenizer_settings(vocab_size: int, train_chars: int, limit_docs: int | None = None) -> dict:
     """Everything that determines the trained tokenizer (its cache key, with the data fingerprint)."""
-    import tokenizers
-
     return {"vocab_size": int(vocab_size), "train_chars": int(train_chars), "limit_docs": limit_docs,
             "special_tokens": list(SPECIAL_TOKENS), "min_frequency": MIN_FREQUENCY,
             "algorithm": "byte-level BPE, GPT-2 pre-tokenizer, no prefix space"}
@@ -162,12 +163,10 @@ def get_tokenizer(vocab_size: int, train_chars: int, limit_docs: int | None = No
     Pass the profile's ``pretrain.corpus_docs`` as ``limit_docs`` so that the tokenizer sees the
     same documents the model is trained on. Explained in chapter 03.
     """
-    from . import data
-
     if train_chars <= 0:
         raise ValueError(f"train_chars must be positive, got {train_chars}")
     settings = tokenizer_settings(vocab_size, train_chars, limit_docs)
-    fingerprint = data.pretraining_fingerprint("train")
+    fingerprint = pretraining_fingerprint("train")
     path = store.key("tokenizer", settings, fingerprint) / "tokenizer.json"
     if path.exists() and not store.force_recompute(path):
         try:
@@ -181,8 +180,8 @@ def get_tokenizer(vocab_size: int, train_chars: int, limit_docs: int | None = No
             if verbose:
                 print(f"tokenizer cache {path} unreadable ({err}); retraining")
     start = time.perf_counter()
-    corpus = data.load_pretraining("train", limit_docs=limit_docs)
-    texts = _take_chars(data.column(corpus, "text"), train_chars)
+    corpus = load_pretraining("train", limit_docs=limit_docs)
+    texts = _take_chars(column(corpus, "text"), train_chars)
     tok = train_tokenizer(texts, vocab_size)
     json_text = tok.backend.to_str()
     store.atomic_write_text(path, json_text)
@@ -195,3 +194,7 @@ def get_tokenizer(vocab_size: int, train_chars: int, limit_docs: int | None = No
         print(f"trained tokenizer {tok.fingerprint}: {tok.vocab_size} ids on {train_chars:,} characters "
               f"in {time.perf_counter() - start:.1f} s -> {path}")
     return from_json(json_text, path=path)
+
+
+__all__ = ["SEP_TOKEN", "EOS_TOKEN", "PAD_TOKEN", "SPECIAL_TOKENS", "MIN_FREQUENCY", "BYTE_ALPHABET_SIZE",
+           "SpdfTokenizer", "from_json", "load_tokenizer", "train_tokenizer", "tokenizer_settings", "get_tokenizer"]

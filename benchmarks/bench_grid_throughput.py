@@ -1,0 +1,105 @@
+"""The grid as scheduled against one run alone: does sharing the GPU lose throughput?
+
+The published gpu run shares one GPU among up to ``profile.workers`` processes (pre-trainings and
+fine-tunings side by side, chosen by ``spdf_lib.scheduler``). This benchmark reads what that run did
+from its committed results and log, and sets it against what one run does alone on an idle GPU of
+the same kind (measured by ``bench_pretrain_throughput.py --loops dense --json`` and
+``bench_finetune_concurrency.py --processes 1``, saved beside the run):
+
+* pre-training: every pre-training token of the grid over the wall time during which any
+  pre-training was still running (the gaps between commands left out), against gpu-large alone;
+* fine-tuning: every fine-tuning step of the grid over the wall time from the first fine-tuning to
+  the last, against one fine-tuning process alone.
+
+A ratio of at least 1 means the schedule gets at least as much out of the GPU as one run alone.
+
+    python benchmarks/bench_grid_throughput.py --tables tables/gpu \\
+        --alone-pretrain tables/gpu/benchmarks/pretrain_alone_h200.json \\
+        --alone-finetune tables/gpu/benchmarks/finetune_alone_h200.log
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+
+DONE = re.compile(r"^\[(\d\d:\d\d:\d\d)\] done (\w+) (\S+)")
+
+
+def command_windows(times_file: Path) -> list[tuple[float, float]]:
+    """(start, end) epoch seconds of every command of the run (``times.txt``: '<epoch> start|end <step>')."""
+    starts, windows = [], []
+    for line in times_file.read_text().splitlines():
+        stamp, what, *_ = line.split()
+        if what == "start":
+            starts.append(float(stamp))
+        elif what == "end" and starts:
+            windows.append((starts.pop(), float(stamp)))
+    return windows
+
+
+def done_times(log: Path, windows: list[tuple[float, float]]) -> list[tuple[float, str, str]]:
+    """(epoch, stage, run_id) of every 'done' line, the clock time placed inside its command window."""
+    out = []
+    for line in log.read_text().splitlines():
+        m = DONE.match(line)
+        if not m:
+            continue
+        for start, end in windows:
+            day = datetime.utcfromtimestamp(start).date()
+            t = datetime.combine(day, datetime.strptime(m.group(1), "%H:%M:%S").time()).timestamp()
+            if t < start - 1:
+                t += timedelta(days=1).total_seconds()
+            if start - 1 <= t <= end + 1:
+                out.append((t, m.group(2), m.group(3)))
+                break
+    return out
+
+
+def busy_seconds(first: float, last: float, windows: list[tuple[float, float]]) -> float:
+    """Seconds between ``first`` and ``last`` that fall inside a command window."""
+    return sum(max(0.0, min(end, last) - max(start, first)) for start, end in windows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tables", default="tables/gpu", help="the profile's tables folder")
+    parser.add_argument("--alone-pretrain", required=True, help="JSON of bench_pretrain_throughput.py --json")
+    parser.add_argument("--alone-finetune", default=None, help="log of bench_finetune_concurrency.py --processes 1")
+    args = parser.parse_args()
+    tables = Path(args.tables)
+    windows = command_windows(tables / "logs" / "command_times.txt")
+    events = done_times(tables / "logs" / "gpu_run.log", windows)
+    runs = {}
+    for stage in ("pretrain", "finetune"):
+        for path in (tables / "runs" / stage).glob("*.json"):
+            r = json.loads(path.read_text())
+            runs[(stage, r["run_id"])] = r
+    first = windows[0][0]
+    pre_end = max(t for t, s, _ in events if s == "pretrain")
+    pre_tokens = sum(r["tokens"] for (s, _), r in runs.items() if s == "pretrain")
+    pre_rate = pre_tokens / busy_seconds(first, pre_end, windows)
+    alone = json.loads(Path(args.alone_pretrain).read_text())
+    alone_rate = next(r["tokens_per_s"] for r in alone["rows"] if r["preset"] == "gpu-large" and r["loop"] == "dense")
+    print(f"pre-training: {pre_tokens / 1e9:.2f} G tokens of {sum(s == 'pretrain' for s, _ in runs)} runs in "
+          f"{busy_seconds(first, pre_end, windows):.0f} s of commands: {pre_rate / 1e6:.2f} M tokens/s as scheduled; "
+          f"gpu-large alone {alone_rate / 1e6:.2f} M tokens/s; ratio {pre_rate / alone_rate:.2f}x")
+    ft_times = [t for t, s, _ in events if s == "finetune"]
+    ft_steps = sum(r["steps"] for (s, _), r in runs.items() if s == "finetune")
+    ft_wall = busy_seconds(first, max(ft_times), windows) - busy_seconds(first, min(ft_times), windows)
+    line = (f"fine-tuning: {ft_steps:,} steps of {sum(s == 'finetune' for s, _ in runs)} runs in {ft_wall:.0f} s "
+            f"(first to last finished): {ft_steps / ft_wall:.1f} steps/s as scheduled")
+    if args.alone_finetune:
+        text = Path(args.alone_finetune).read_text()
+        m = re.search(r"^\s*1\s+([\d.]+)\s+([\d.]+)\s", text, re.MULTILINE)  # the 1-process row
+        if m:
+            one = float(m.group(2))
+            line += f"; one process alone {one:.1f} steps/s; ratio {ft_steps / ft_wall / one:.2f}x"
+    print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The official metric suites of E2E, WebNLG and DART, as the LoRA repository runs them.
+
+The SPDF paper scores its test sets "using official scripts" and follows the NLG setup of LoRA
+(Hu et al. 2021, github.com/microsoft/LoRA, ``examples/NLG``). That setup decodes one output per test
+line, groups the references of identical inputs (``src/gpt2_decode.py``, keyed by the linearised
+input) and runs:
+
+* **E2E**: the challenge scorer ``measure_scores.py -p`` (github.com/tuetschek/e2e-metrics) on the
+  raw outputs and references: BLEU and NIST by its Python mteval port (:mod:`.mteval`), METEOR 1.5,
+  ROUGE-L and CIDEr-D by the bundled COCO caption code after its PTB tokenizer (:mod:`.coco`). All
+  references of an input are used (1 to 45 for E2E).
+* **WebNLG and DART**: ``gpt2_decode.py --tokenize --lower --ref_num 6`` writes outputs and references
+  lower-cased, split on every non-word character (``re.split(r'(\\W)')``, whitespace collapsed), with
+  the first 6 references of each input (fewer are padded with the first one, which changes no
+  metric); then the WebNLG 2020 challenge's GenerationEval ``eval.py -nr 6 -m bleu,meteor,ter``
+  (github.com/WebNLG/GenerationEval): BLEU by Moses' ``multi-bleu-detok.perl`` (mteval-v13a
+  tokenization, case-sensitive on the lower-cased text, closest reference length, no smoothing:
+  ``sacrebleu`` with the same settings computes the same statistics), METEOR 1.5 with
+  ``-l en -norm -r 6`` and TER by ``pyter3`` as the minimum over the references, averaged over
+  inputs; METEOR and TER see the texts after NLTK's word tokenizer.
+
+What we do differently, and why no number changes:
+
+* ``eval.py`` as released reads every file with ``read().split('\\n')``; the newline that ends each
+  file then yields one more, empty, segment. Its METEOR call gets 5 reference lines too many for its
+  outputs and fails, and its TER averages over one segment too many, counting the empty one as 1.
+  We do what the script means: every real segment, and no empty one.
+* ``multi-bleu-detok.perl`` prints BLEU with two decimals; we keep the unrounded value.
+* ``eval.py`` calls ``nltk.word_tokenize``, which first splits sentences with the Punkt model (a data
+  download). We call the same word tokenizer with ``preserve_line=True``. On text already split at
+  every non-word character, the word tokenizer only inserts spaces and turns every ``"`` into
+  ````` (it starts a line or follows a space), whether or not the text was split into sentences
+  first, so the tokens are the same.
+* We group references by the input as our models see it (the ``source`` column of the test split);
+  on the full test sets that gives the same groups as LoRA's key (DART: 5,097 entries, 4,159
+  inputs; WebNLG: 1,862; E2E: 630), a test checks it.
+* Each output is one line of a JSON Lines file, so a line break inside an output cannot shift the
+  others (:mod:`spdf_lib.outputs`). The LoRA files are plain lines; its WebNLG and DART
+  post-processing removes a line break with the other whitespace, and we read one as a space for
+  E2E too.
+
+The returned scales are those of the papers' tables: BLEU 0-100, the others as the scripts print them
+(METEOR, ROUGE-L and TER as fractions, NIST and CIDEr-D unscaled).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from . import coco, mteval
+
+__all__ = ["UnknownMetricError", "E2E_METRICS", "GENERATION_EVAL_METRICS", "REFERENCES_KEPT", "lora_normalize", "word_tokens",
+           "e2e_suite", "generation_eval_suite", "Grouped", "group_by_input", "select_metrics"]
+
+E2E_METRICS = ("BLEU", "NIST", "METEOR", "ROUGE-L", "CIDEr")
+GENERATION_EVAL_METRICS = ("BLEU", "METEOR", "TER")
+REFERENCES_KEPT = 6  # gpt2_decode.py --ref_num 6 / eval.py -nr 6
+_NON_WORD = re.compile(r"(\W)")
+
+
+class UnknownMetricError(ValueError):
+    """A metric name that the task's suite does not compute."""
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """Outputs and references with the references of identical inputs merged into one segment."""
+
+    hyps: tuple[str, ...]
+    references: tuple[tuple[str, ...], ...]
+    inputs: int  # test inputs before grouping
+    disagreeing: int  # segments whose merged inputs had different outputs (the last one is scored)
+
+
+def group_by_input(hyps: Sequence[str], sources: Sequence[str], references: Sequence[Sequence[str]]) -> Grouped:
+    """Merge the references of inputs with the same source, in order of first appearance, as
+    ``gpt2_decode.py`` does; a segment's output is that of its last input (the script overwrites)."""
+    if not len(hyps) == len(sources) == len(references):
+        raise ValueError(f"{len(hyps)} outputs, {len(sources)} sources and {len(references)} reference lists "
+                         f"do not line up")
+    order: dict[str, int] = {}
+    outs: list[list[str]] = []
+    refs: list[list[str]] = []
+    for hyp, source, group in zip(hyps, sources, references):
+        if source not in order:
+            order[source] = len(refs)
+            outs.append([])
+            refs.append([])
+        outs[order[source]].append(hyp)
+        refs[order[source]].extend(group)
+    for index, group in enumerate(refs):
+        if not group:
+            raise ValueError(f"input {list(order)[index]!r} has no reference")
+    return Grouped(hyps=tuple(o[-1] for o in outs), references=tuple(tuple(r) for r in refs),
+                   inputs=len(hyps), disagreeing=sum(len(set(o)) > 1 for o in outs))
+
+
+def _check(hyps: Sequence[str], references: Sequence[Sequence[str]]) -> None:
+    if len(hyps) != len(references):
+        raise ValueError(f"{len(hyps)} outputs but {len(references)} reference lists")
+    if not hyps:
+        raise ValueError("no segments to score")
+    for number, group in enumerate(references, start=1):
+        if not group:
+            raise ValueError(f"segment {number} has no reference")
+
+
+def select_metrics(metrics: Sequence[str] | None, available: Sequence[str]) -> tuple[str, ...]:
+    if metrics is None:
+        return tuple(available)
+    unknown = [m for m in metrics if m not in available]
+    if unknown:
+        raise UnknownMetricError(f"unknown metric(s) {unknown}; this suite computes {', '.join(available)}")
+    return tuple(m for m in available if m in metrics)
+
+
+def e2e_suite(hyps: Sequence[str], references: Sequence[Sequence[str]],
+              metrics: Sequence[str] | None = None) -> dict[str, float]:
+    """The E2E challenge metrics of grouped outputs and references (see the module docstring)."""
+    _check(hyps, references)
+    wanted = select_metrics(metrics, E2E_METRICS)
+    hyps = [" ".join(h.split()) for h in hyps]  # the script reads stripped lines; a line break is a space
+    scores: dict[str, float] = {}
+    if "BLEU" in wanted or "NIST" in wanted:
+        hyp_tokens = [mteval.mteval_tokens(h) for h in hyps]
+        ref_tokens = [[mteval.mteval_tokens(r) for r in group] for group in references]
+        if "BLEU" in wanted:
+            scores["BLEU"] = mteval.bleu(hyp_tokens, ref_tokens)
+        if "NIST" in wanted:
+            scores["NIST"] = mteval.nist(hyp_tokens, ref_tokens)
+    coco_metrics = [m for m in wanted if m in ("METEOR", "ROUGE-L", "CIDEr")]
+    if coco_metrics:
+        ids = [f"inst-{i}" for i in range(len(hyps))]  # the script's COCO image ids
+        refs = coco.ptb_tokenize({i: list(group) for i, group in zip(ids, references)})
+        outs = {i: tokens[0] for i, tokens in coco.ptb_tokenize({i: [h] for i, h in zip(ids, hyps)}).items()}
+        if "METEOR" in coco_metrics:
+            scores["METEOR"] = coco.meteor(refs, outs)
+        if "ROUGE-L" in coco_metrics:
+            scores["ROUGE-L"] = coco.rouge_l(refs, outs)
+        if "CIDEr" in coco_metrics:
+            scores["CIDEr"] = coco.cider_d(refs, outs)
+    return {m: scores[m] for m in wanted}
+
+
+def lora_normalize(text: str) -> str:
+    """``gpt2_decode.py --lower --tokenize``: lower case, a space around every non-word character,
+    whitespace collapsed."""
+    return " ".join(" ".join(_NON_WORD.split(text.lower())).split())
+
+
+def word_tokens(text: str) -> str:
+    """NLTK's word tokenizer on one line, tokens joined by spaces (what ``eval.py`` gives METEOR and TER)."""
+    import nltk
+
+    return " ".join(nltk.word_tokenize(text, preserve_line=True))
+
+
+def _ter(hyp: str, ref: str) -> float:
+    import pyter
+
+    if len(ref) == 0:
+        return 1.0  # eval.py: an empty reference counts as TER 1
+    return float(pyter.ter(hyp.split(), ref.split()))
+
+
+def generation_eval_suite(hyps: Sequence[str], references: Sequence[Sequence[str]],
+                          metrics: Sequence[str] | None = None) -> dict[str, float]:
+    """BLEU, METEOR and TER of grouped WebNLG or DART outputs (see the module docstring)."""
+    _check(hyps, references)
+    wanted = select_metrics(metrics, GENERATION_EVAL_METRICS)
+    outs = [lora_normalize(h) for h in hyps]
+    refs = [[lora_normalize(group[k] if k < len(group) else group[0]) for k in range(REFERENCES_KEPT)]
+            for group in references]
+    scores: dict[str, float] = {}
+    if "BLEU" in wanted:
+        import sacrebleu
+
+        streams = [[group[k] for group in refs] for k in range(REFERENCES_KEPT)]
+        scores["BLEU"] = float(sacrebleu.corpus_bleu(outs, streams, tokenize="13a", lowercase=False,
+                                                     smooth_method="none", force=True).score)
+    if "METEOR" in wanted or "TER" in wanted:
+        outs_tok = [word_tokens(h) for h in outs]
+        refs_tok = [[word_tokens(r) for r in group] for group in refs]
+        if "METEOR" in wanted:
+            ids = [str(i) for i in range(len(outs_tok))]
+            scores["METEOR"] = coco.meteor(dict(zip(ids, refs_tok)), dict(zip(ids, outs_tok)))
+        if "TER" in wanted:
+            # min over the references (a repeated padding reference is scored once)
+            per_segment = [min(_ter(h, r) for r in dict.fromkeys(group)) for h, group in zip(outs_tok, refs_tok)]
+            scores["TER"] = sum(per_segment) / len(per_segment)
+    return {m: scores[m] for m in wanted}

@@ -1,0 +1,282 @@
+"""The one scheduler: every run of the grid, each started as soon as the runs it needs are done.
+
+Chapters and the command line (``python -m spdf_lib.experiments``) both call ``run``. A run whose
+result is committed under ``tables/`` or cached is reused; any other run is computed, in this process
+(``workers=1``, with progress bars) or in ``workers`` processes sharing one GPU. The dependencies:
+
+* a pre-trained model of the first pre-training seed starts its learning-rate search on every task;
+* a cell's search extends past an end of its grid while its best rate sits there (``runs.next_rates``)
+  and, once decided, starts the final runs of every pre-trained model of the cell (as each of those
+  finishes pre-training) and the evaluation of the runner-up rate;
+* every final fine-tuning run starts its test evaluation;
+* the first dense large model starts chapter 08's pruning runs.
+
+Among the runs that are ready, pre-training goes first (the first pre-training seed before the
+others, larger models before smaller ones, at most ``profile.pretrain_workers`` at once: they fill
+the GPU), then the learning-rate search (it gates everything after it), then final runs, pruning and
+evaluations. After ``deadline`` nothing new starts and the running runs checkpoint, so a later call
+resumes. A profile that cannot be computed here (``gpu`` without a GPU) is rendered from its
+committed results only; if any is missing the call stops with ``results.MissingResultsError``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from . import results, runs as R
+from .profiles import Profile
+from .runners import RUNNERS
+
+__all__ = ["run", "needs_gpu", "SearchCell"]
+
+
+@dataclass
+class SearchCell:
+    """The learning-rate search of one (size, sparsity, task) cell: validation loss by rate."""
+
+    size: str
+    sparsity: float
+    task: str
+    losses: dict[float, float] = field(default_factory=dict)
+    requested: set[float] = field(default_factory=set)
+    chosen: float | None = None
+    runner_up: float | None = None
+    status: str = "incomplete"
+
+    def as_dict(self) -> dict:
+        return {"size": self.size, "sparsity": self.sparsity, "task": self.task,
+                "losses": dict(sorted(self.losses.items())), "chosen": self.chosen, "runner_up": self.runner_up,
+                "status": self.status}
+
+
+def needs_gpu(profile: Profile) -> bool:
+    """True for the published ``gpu`` profile on a machine without CUDA (it is rendered, not computed)."""
+    return profile.name == "gpu" and not torch.cuda.is_available()
+
+
+def _work(run) -> float:
+    """A rough cost of ``run`` (tokens x width^2 x depth), used only to start long runs first."""
+    if isinstance(run, R.EvalRun):
+        return _work(run.finetune) * 0.05
+    base = run if isinstance(run, R.PretrainRun) else run.base
+    size = base.model.n_layer * base.model.n_embd ** 2
+    if isinstance(run, R.PretrainRun):
+        return float(run.tokens) * size
+    if isinstance(run, R.FinetuneRun):
+        return float(run.epochs * (run.max_train_examples or 40_000) * 100) * size
+    return float(run.settings.retrain_tokens * run.settings.iterations) * size
+
+
+def _prepare_data(profile: Profile, spec: R.TokenizerSpec) -> None:
+    """Tokenize the pre-training corpus once, before worker processes would each do it."""
+    from .data import pretraining_tokens
+
+    tok = R.load_tokenizer(spec)
+    for split in ("train", "validation"):
+        pretraining_tokens(tok, split, limit_docs=profile.pretrain.corpus_docs, verbose=False)
+
+
+def _worker(job):
+    stage, run, deadline, threads = job
+    torch.set_num_threads(threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from .training import DeadlineReached
+
+    try:
+        return run.run_id, RUNNERS[stage](run, device, deadline=deadline, progress=False)
+    except DeadlineReached:
+        return run.run_id, None
+
+
+class _Inline:
+    """A stand-in for a process pool that runs each job when it is submitted (one worker)."""
+
+    def __init__(self, progress: bool):
+        self.progress = progress
+
+    def submit(self, fn, job):
+        from concurrent.futures import Future
+
+        from .training import DeadlineReached
+
+        stage, run, deadline, _ = job
+        future = Future()
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            future.set_result((run.run_id, RUNNERS[stage](run, device, deadline=deadline, progress=self.progress)))
+        except DeadlineReached:
+            future.set_result((run.run_id, None))
+        except BaseException as err:  # re-raised by future.result(), as a process pool would
+            future.set_exception(err)
+        return future
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrain", "finetune", "eval"),
+        workers: int | None = None, deadline: float | None = None, progress: bool = True) -> dict:
+    """Run (or load) every run the ``stages`` need; returns results by stage and run id, and the
+    learning-rate search of every cell under ``"lr_search"`` (a list of ``SearchCell.as_dict()``)."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    stages = tuple(stages)
+    unknown = set(stages) - set(R.STAGES)
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)}; known: {R.STAGES}")
+    tables_dir = Path(tables_dir)
+    compute = not needs_gpu(profile)
+    spec = R.tokenizer_spec(profile)
+    bases = R.pretraining_runs(profile, spec)
+    pre = list(bases) + [R.random_static_run(profile, bases)]  # chapter 08's baseline, shown in chapter 04
+    want_ft, want_eval = "finetune" in stages or "eval" in stages, "eval" in stages
+    many = profile.workers if workers is None else max(1, workers)
+    p0, f0 = profile.pretrain_seeds[0], profile.finetune_seeds[0]
+    out: dict[str, dict[str, dict]] = {stage: {} for stage in R.STAGES}
+    cells = {(b.size, b.sparsity, t): SearchCell(b.size, b.sparsity, t)
+             for b in bases if b.seed == p0 for t in profile.task_names}
+    cell_bases = {}
+    for b in bases:
+        cell_bases.setdefault((b.size, b.sparsity), []).append(b)
+    finals: set[str] = set()
+    seen: set[str] = set()
+    missing: list = []
+    ready: list[tuple] = []
+    order = itertools.count()
+
+    def priority(run) -> tuple:
+        if isinstance(run, R.PretrainRun):
+            return (0, int(run not in bases), profile.pretrain_seeds.index(run.seed), -_work(run))
+        if isinstance(run, R.FinetuneRun):
+            return (1 if run.run_id not in finals else 2, 0, 0, -_work(run))
+        return (3, 0, 0, -_work(run))
+
+    def add(run) -> None:
+        key = f"{run.stage}/{run.run_id}"
+        if key in seen:
+            return
+        seen.add(key)
+        found, source = results.find(run, tables_dir)
+        if found is not None:
+            results.note_source(run, source)
+            done(run, found)
+        elif not compute:
+            missing.append(run)
+        else:
+            heapq.heappush(ready, (*priority(run), next(order), run))
+
+    def start_finals(cell: SearchCell, base: R.PretrainRun) -> None:
+        for r in R.final_runs_for(profile, [base], cell.task, cell.chosen):
+            finals.add(r.run_id)
+            if r.run_id in out["finetune"]:
+                if want_eval:
+                    add(R.eval_run(profile, r))
+            else:
+                add(r)
+
+    def decide(cell: SearchCell) -> None:
+        cell.chosen, cell.runner_up = R.chosen_lr(cell.losses), R.runner_up_lr(cell.losses)
+        cell.status = R.search_status(cell.losses, profile.finetune.lr_search)
+        for base in cell_bases[(cell.size, cell.sparsity)]:
+            if base.run_id in out["pretrain"]:
+                start_finals(cell, base)
+        if want_eval and cell.runner_up is not None:
+            base = next(b for b in cell_bases[(cell.size, cell.sparsity)] if b.seed == p0)
+            add(R.eval_run(profile, R.finetune_run(profile, base, cell.task, cell.runner_up, f0)))
+
+    def request(cell: SearchCell, base: R.PretrainRun, lrs) -> None:
+        cell.requested.update(lrs)
+        for r in R.search_runs(profile, base, cell.task, lrs):
+            add(r)
+
+    def done(run, result: dict) -> None:
+        out[run.stage][run.run_id] = result
+        if isinstance(run, R.PretrainRun) and run in bases:
+            if "prune" in stages and run == R.dense_large_run(profile, bases):
+                for r in R.pruning_runs(profile, bases):
+                    add(r)
+            if not want_ft:
+                return
+            for task in profile.task_names:
+                cell = cells[(run.size, run.sparsity, task)]
+                if cell.chosen is not None:
+                    start_finals(cell, run)
+                elif run.seed == p0:
+                    request(cell, run, profile.finetune.lr_search.grid)
+        elif isinstance(run, R.FinetuneRun):
+            cell = cells.get((run.base.size, run.base.sparsity, run.task))
+            is_search = (cell is not None and run.base.seed == p0 and run.seed == f0 and not run.keep_masks
+                         and run.lr in cell.requested and cell.chosen is None)
+            if is_search:
+                cell.losses[run.lr] = result["dev_loss"]
+                if cell.requested <= set(cell.losses):
+                    more = R.next_rates(cell.losses, profile.finetune.lr_search)
+                    if more:
+                        request(cell, run.base, more)
+                    else:
+                        decide(cell)
+            elif run.run_id in finals and want_eval:
+                add(R.eval_run(profile, run))
+
+    from tqdm import tqdm
+
+    bar = tqdm(desc=f"{profile.name} runs", unit="run", disable=not progress or many > 1, mininterval=5.0)
+    if compute and any(results.find(r, tables_dir)[0] is None for r in pre):
+        _prepare_data(profile, spec)
+    threads = max(1, (os.cpu_count() or 2) // many)
+    pool = (ProcessPoolExecutor(many, mp_context=__import__("multiprocessing").get_context("spawn"))
+            if many > 1 else _Inline(progress))
+    running: dict = {}
+    with pool:
+        for r in pre:
+            add(r)
+        while ready or running:
+            held = []  # pre-training beyond profile.pretrain_workers at once waits (it fills the GPU)
+            while ready and len(running) < many and (deadline is None or time.time() < deadline):
+                item = heapq.heappop(ready)
+                r = item[-1]
+                pretraining = sum(isinstance(x, R.PretrainRun) for x in running.values())
+                if isinstance(r, R.PretrainRun) and pretraining >= max(1, profile.pretrain_workers) and many > 1:
+                    held.append(item)
+                    continue
+                bar.set_postfix_str(r.run_id, refresh=False)
+                running[pool.submit(_worker, (r.stage, r, deadline, threads))] = r
+            for item in held:
+                heapq.heappush(ready, item)
+            if not running:
+                break  # past the deadline with runs still waiting: a later call resumes them
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                r = running.pop(future)
+                run_id, result = future.result()
+                stamp = time.strftime("%H:%M:%S")
+                if result is None:
+                    print(f"[{stamp}] deadline: {r.stage} {run_id} checkpointed", flush=True)
+                    continue
+                results.export(r, result, tables_dir)
+                results.note_source(r, "computed")
+                if many > 1:
+                    print(f"[{stamp}] done {r.stage} {run_id}", flush=True)
+                bar.update(1)
+                done(r, result)
+    bar.close()
+    if missing:
+        names = ", ".join(f"{r.stage}/{r.run_id}" for r in missing[:5])
+        raise results.MissingResultsError(
+            f"{len(missing)} results of profile {profile.name!r} are neither committed under "
+            f"{tables_dir / profile.name / 'runs'} (with this code's keys) nor cached, and this profile is "
+            f"computed on a CUDA GPU: {names}{' ...' if len(missing) > 5 else ''}. Re-run it on a GPU "
+            f"(README, 'The published gpu run') or render another profile.")
+    out["lr_search"] = [c.as_dict() for c in cells.values() if c.losses]
+    return out

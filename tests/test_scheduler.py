@@ -1,0 +1,90 @@
+"""The one scheduler (spdf_lib.scheduler): which runs it starts, in which order, and what it reuses.
+
+The runners are replaced by instant fakes whose validation loss is a known function of the learning
+rate, so the dependency logic is checked without training anything."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from spdf_lib import results, scheduler
+from spdf_lib.profiles import LRSearch, get_profile
+
+from conftest import needs_data  # noqa: E402
+
+pytestmark = needs_data
+
+
+def _profile(**kw):
+    smoke = get_profile("smoke")
+    finetune = dataclasses.replace(smoke.finetune, tasks=(smoke.task("e2e"),),
+                                   lr_search=LRSearch(grid=(1e-3, 2e-3, 4e-3), factor=2.0, max_extensions=1))
+    return dataclasses.replace(smoke, sizes=("smoke-small",), sparsity_levels=(0.0, 0.75), pretrain_seeds=(0, 1),
+                               finetune_seeds=(0, 1), finetune=finetune, **kw)
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    """Instant runners; the dev loss is lowest at 8e-3 for dense and at 2e-3 for sparse models."""
+    monkeypatch.setenv("SPDF_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def runner(run, device, deadline=None, progress=True):
+        calls.append(run)
+        base = getattr(run, "base", None)
+        out = {"size": getattr(base, "size", None)}
+        if run.stage == "finetune":
+            best = 8e-3 if base.sparsity == 0 else 2e-3
+            out.update({"dev_loss": 1.0 + (math.log(run.lr) - math.log(best)) ** 2, "lr": run.lr})
+        return results.finish(run, out)
+
+    monkeypatch.setattr(scheduler, "RUNNERS", {s: runner for s in ("pretrain", "finetune", "eval", "prune")})
+    return calls
+
+
+def test_search_extends_then_finals_and_evaluations_follow(fake, tmp_path):
+    profile = _profile()
+    out = scheduler.run(profile, tmp_path / "tables", stages=("pretrain", "finetune", "eval"), progress=False)
+    cells = {c["sparsity"]: c for c in out["lr_search"]}
+    assert cells[0.75]["chosen"] == 2e-3 and cells[0.75]["status"] == "interior"
+    assert cells[0.0]["chosen"] == 8e-3 and sorted(cells[0.0]["losses"]) == [1e-3, 2e-3, 4e-3, 8e-3]
+    assert cells[0.0]["status"] == "bound hit (highest rate)"  # one extension allowed, still at the edge
+    finals = [r for r in fake if r.stage == "finetune" and r.lr == cells[r.base.sparsity]["chosen"]]
+    dense_finals = {(r.base.sparsity, r.base.seed, r.seed) for r in finals if not r.keep_masks}
+    assert dense_finals == {(lv, p, f) for lv in (0.0, 0.75) for p in (0, 1) for f in (0, 1)}
+    assert {(r.base.seed, r.seed) for r in finals if r.keep_masks} == {(0, 0), (1, 0)}
+    evaluated = {r.run_id for r in fake if r.stage == "eval"}
+    runner_ups = {f"smoke-small_s00_p0_e2e_denseft_lr{cells[0.0]['runner_up']:g}_f0",
+                  f"smoke-small_s75_p0_e2e_denseft_lr{cells[0.75]['runner_up']:g}_f0"}
+    assert runner_ups <= evaluated
+    assert {r.run_id for r in finals} <= evaluated
+    assert len(evaluated) == len(finals) + 2
+    # every run was computed once: a second call reuses what was exported
+    before = len(fake)
+    again = scheduler.run(profile, tmp_path / "tables", stages=("pretrain", "finetune", "eval"), progress=False)
+    assert len(fake) == before
+    assert again["eval"].keys() == out["eval"].keys()
+
+
+def test_searches_start_before_later_pretraining_seeds(fake, tmp_path):
+    scheduler.run(_profile(), tmp_path / "tables", stages=("pretrain", "finetune"), progress=False)
+    stages = [(r.stage, getattr(r, "seed", None)) for r in fake]
+    first_finetune = next(i for i, (s, _) in enumerate(stages) if s == "finetune")
+    assert ("pretrain", 0) in stages[:first_finetune]
+    pretrain_order = [seed for s, seed in stages if s == "pretrain"]
+    assert pretrain_order.index(1) > pretrain_order.index(0)
+
+
+def test_a_published_profile_with_missing_results_stops_with_their_names(fake, tmp_path, monkeypatch):
+    monkeypatch.setattr(scheduler, "needs_gpu", lambda profile: True)
+    with pytest.raises(results.MissingResultsError, match="neither committed .* nor cached"):
+        scheduler.run(_profile(), tmp_path / "tables", stages=("pretrain",), progress=False)
+    assert not fake
+
+
+def test_unknown_stage_is_refused(fake, tmp_path):
+    with pytest.raises(ValueError, match="unknown stages"):
+        scheduler.run(_profile(), tmp_path / "tables", stages=("pretrain", "evaluate"), progress=False)
