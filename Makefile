@@ -30,7 +30,7 @@ export FORCE
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-RUN_ARGS := $(if $(strip $(PROFILE)),--profile $(strip $(PROFILE))) $(if $(strip $(CHAPTER)),--chapter $(strip $(CHAPTER))) $(if $(strip $(FROM)),--from $(strip $(FROM)))
+RUN_ARGS := $(strip $(if $(strip $(PROFILE)),--profile $(strip $(PROFILE))) $(if $(strip $(CHAPTER)),--chapter $(strip $(CHAPTER))) $(if $(strip $(FROM)),--from $(strip $(FROM))))
 
 .PHONY: help install chromium book html test clean
 

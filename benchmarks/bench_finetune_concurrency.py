@@ -17,6 +17,8 @@ import time
 
 import torch
 
+from spdf_lib.model import IGNORE_INDEX
+
 
 def _batches(vocab: int, batch: int, n: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Random batches with E2E-like lengths (40 to 90 tokens), targets on the second half only."""
@@ -26,7 +28,7 @@ def _batches(vocab: int, batch: int, n: int, seed: int) -> list[tuple[torch.Tens
         length = int(torch.randint(40, 91, (1,), generator=g))
         x = torch.randint(0, vocab, (batch, length), generator=g)
         y = torch.roll(x, -1, dims=1)
-        y[:, : length // 2] = -100
+        y[:, : length // 2] = IGNORE_INDEX
         out.append((x, y))
     return out
 

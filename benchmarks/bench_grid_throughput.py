@@ -30,14 +30,15 @@ DONE = re.compile(r"^\[(\d\d:\d\d:\d\d)\] done (\w+) (\S+)")
 
 
 def command_windows(times_file: Path) -> list[tuple[float, float]]:
-    """(start, end) epoch seconds of every command of the run (``times.txt``: '<epoch> start|end <step>')."""
-    starts, windows = [], []
+    """(start, end) epoch seconds of every command that ran the grid (``times.txt``: '<epoch> start|end
+    <step>'; the ``setup`` and ``bench`` steps run no part of the grid and are left out)."""
+    starts, windows = {}, []
     for line in times_file.read_text().splitlines():
-        stamp, what, *_ = line.split()
+        stamp, what, step = line.split()[:3]
         if what == "start":
-            starts.append(float(stamp))
-        elif what == "end" and starts:
-            windows.append((starts.pop(), float(stamp)))
+            starts[step] = float(stamp)
+        elif what == "end" and step in starts and step not in ("setup", "bench"):
+            windows.append((starts.pop(step), float(stamp)))
     return windows
 
 

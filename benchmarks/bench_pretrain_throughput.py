@@ -13,7 +13,6 @@ with --peak-tflops) and the ratios the book quotes: dense / baseline and masked 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import time
 
@@ -21,7 +20,7 @@ import torch
 
 from spdf_lib import training
 from spdf_lib.flops import forward_flops_per_token
-from spdf_lib.model import GPT, PRESETS
+from spdf_lib.model import GPT, get_config
 from spdf_lib.sparsity import SparsitySpec, sparsify
 
 
@@ -103,7 +102,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = []
     for name in args.presets.split(","):
-        config = dataclasses.replace(PRESETS[name], vocab_size=args.vocab, block_size=max(args.seq, PRESETS[name].block_size))
+        config = get_config(name, vocab_size=args.vocab, block_size=max(args.seq, get_config(name).block_size))
         batches = random_batches(args.vocab, args.batch, args.seq, 8, device)
         tokens = args.batch * args.seq
         flops_per_token = 3 * forward_flops_per_token(config, 0.0, seq_len=args.seq).total

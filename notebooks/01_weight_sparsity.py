@@ -33,7 +33,6 @@ P = chapter_header(profile)
 
 # %%
 import copy
-import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from IPython.display import Markdown, display
 from spdf_lib import figures, store, training
 from spdf_lib.checkpoint import load_model, save_model
 from spdf_lib.flops import sparsifiable_weights
-from spdf_lib.model import GPT, PRESETS, num_params
+from spdf_lib.model import GPT, get_config, num_params
 from spdf_lib.sparsity import (DEFAULT_PARAM_FILTER, SparsitySpec, densify, mask_grads_, masks, n_masked,
                                random_mask, resolve_filter, sparsify, sparsity_report)
 
@@ -109,7 +108,7 @@ print(f"{int((~mask).sum())} of {mask.numel()} entries are zero: "
 
 # %%
 size = P.sizes[-1]  # the larger model of this profile
-config = dataclasses.replace(PRESETS[size], vocab_size=P.vocab_size)
+config = get_config(size, vocab_size=P.vocab_size)
 print(f"model preset {size!r}: {config}")
 print("param_filter:", *DEFAULT_PARAM_FILTER, sep="\n    ")
 torch.manual_seed(0)
@@ -129,7 +128,7 @@ for name in selected:
 params = figures.parameter_table(model, selected)
 display(figures.show_table(params, {"entries": "{:,}"}))
 sparse_share = params[params.role == "sparsified"].entries.sum() / params.entries.sum()
-xl = PRESETS["gpt3-xl"]
+xl = get_config("gpt3-xl")
 display(Markdown(f"The sparsified tensors hold {sparse_share:.1%} of the parameters of `{size}`, against "
                  f"{sparsifiable_weights(xl) / num_params(xl):.1%} in GPT-3 XL: in a small model the "
                  "embeddings take a larger share. Chapter 02 turns these counts into FLOPs."))
@@ -155,15 +154,20 @@ for bad in ("transformer.wte.weight", "transformer.h.*.attn.c_attn.bias", "trans
 # `weight_mask` on the `nn.Linear`, so it is saved in the `state_dict`, copied by `deepcopy` and
 # moved by `model.to(device)` together with the weight. The report compares the target with what
 # the model holds: `masked` counts the mask's zeros, `zeros` the weight entries that are exactly
-# zero, and `actual` is `zeros / numel`.
+# zero, and `actual` is `zeros / numel`. SPDF's mask is *static*: drawn once, at initialisation, and
+# never changed; dynamic sparse training such as RigL ([Evci et al. 2020](#bib-rigl)) moves the
+# zeros during training instead.
 
 # %%
 spec = SparsitySpec(level=LEVEL, seed=0)
 print(spec)
 mask_dict = sparsify(model, spec)
 report = sparsity_report(model)
-display(figures.show_table(report, {"numel": "{:,}", "target_zeros": "{:,}", "masked": "{:,}", "zeros": "{:,}",
-                                    "target": "{:.0%}", "actual": "{:.4%}"}))
+shown = figures.grouped_columns(report, {"sparsity": ["target", "actual"],
+                                         "zero entries": ["target_zeros", "masked", "zeros"]})
+display(figures.show_table(shown, {("", "numel"): "{:,}", ("sparsity", "target"): "{:.0%}",
+                                   ("sparsity", "actual"): "{:.4%}"}
+                           | {c: "{:,}" for c in shown.columns if c[0] == "zero entries"}))
 
 # %%
 groups = report[report.kind == "group"].set_index("name")
@@ -246,7 +250,7 @@ display(figures.show_table(pd.DataFrame({
 # zeroed that are no longer zero, and compares their size with that of the kept entries.
 
 # %%
-small = dataclasses.replace(PRESETS[P.sizes[0]], vocab_size=min(P.vocab_size, 512))
+small = get_config(P.sizes[0], vocab_size=min(P.vocab_size, 512))
 torch.manual_seed(0)
 kept_model = GPT(small)
 start_masks = sparsify(kept_model, SparsitySpec(level=LEVEL, seed=0))

@@ -98,7 +98,12 @@ display(figures.show_table(figures.fingerprint_table()))
 # %%
 overview = pd.DataFrame([row for name in data.TASKS for row in data.split_statistics(name)])
 report.write_table(overview, TABLES, P.name, "data_tasks")
-display(figures.show_table(overview, {"rows": "{:,}", "inputs": "{:,}", "references": "{:,}"}, precision=2))
+display(figures.show_table(figures.grouped_columns(
+    overview, {"references per input": ["refs per input (mean)", "refs per input (max)"],
+               "mean length (words)": ["source words (mean)", "target words (mean)"]},
+    names={"refs per input (mean)": "mean", "refs per input (max)": "max", "source words (mean)": "source",
+           "target words (mean)": "target"}),
+    {("", "rows"): "{:,}", ("", "inputs"): "{:,}", ("", "references"): "{:,}"}, precision=2))
 
 # %%
 by = overview.set_index(["task", "split"])

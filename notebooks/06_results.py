@@ -145,14 +145,21 @@ display(Markdown(findings.comparison_note(comparison)))
 # %% [markdown]
 # Three features of the sources matter for reading this comparison:
 #
-# - The two versions of the blog differ. The November 2022 text supports its first hypothesis with
-#   E2E and states that WebNLG shows "the same trend at 50% sparsity" for GPT-3 XL without giving the
-#   number; the March 2023 update publishes the changes for all three data-to-text tasks at 75% for
-#   GPT-3 XL and at 50% for GPT-2 Small, and restates the saving as a percentage of FLOPs rather than
-#   a factor.
-# - The November 2022 text names its own exception to the third hypothesis: WebNLG and DART at 75%,
-#   where the larger model did not lose less. The paper's main evidence for that hypothesis is E2E;
-#   whether our E2E cell agrees with it is in the H3 rows above, read with their intervals.
+# - The two versions of the blog differ. The [first version](#bib-spdf-blog-first) supports its
+#   first hypothesis with E2E and says of WebNLG only:
+#
+#   > Similarly, on WebNLG, we observe the same trend at 50% sparsity for the GPT-3 XL model.
+#
+#   without a number; the [updated version](#bib-spdf-blog-update) publishes the changes of all three
+#   data-to-text tasks for the most sparse GPT-3 XL and the half-sparse GPT-2 Small, and restates the
+#   saving as a share of the FLOPs rather than a factor.
+# - The first version names its own exception to the third hypothesis:
+#
+#   > However, we found an exception to this trend in the WebNLG and DART datasets, where the larger
+#   > GPT-3 XL model has a higher degradation at 75% sparsity compared to the smaller GPT-2 Small model.
+#
+#   The paper's main evidence for that hypothesis is E2E; whether our E2E cell agrees with it, and with
+#   what interval, is in the H3 rows above.
 # - Summarization is not the paper's data set (BBC News summaries stand in for Curation Corpus) and
 #   our tokenizer and model scale set a different perplexity scale, which is why H2 and H3 are judged
 #   on the per-token loss and the perplexity changes are compared by sign only.

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from spdf_lib import experiments, figures, pruning, report
+from spdf_lib import env, figures, pruning, report, scheduler
 from spdf_lib import runs as R
 from spdf_lib.env import chapter_header
 
@@ -73,12 +73,13 @@ display(Markdown(
 # ## Pruning the dense large model
 
 # %%
-out = experiments.run_all(P, TABLES, stages=("pretrain", "prune"))
-prune_results = {r["method"]: r for r in out.get("prune", {}).values()}
-static = out["pretrain"].get(experiments.random_static_run(P, runs).run_id)
+out = scheduler.run(P, TABLES, stages=("pretrain", "prune"))
+prune_results = {r["method"]: r for r in out["prune"].values()}
+static = out["pretrain"].get(R.random_static_run(P, runs).run_id)
 iterations = pruning.iterations_frame(prune_results["iterative"])
 report.write_table(iterations, TABLES, P.name, "pruning_iterations")
-iterations
+display(Markdown(env.provenance([*out["prune"].values(), static], TABLES, P.name)))
+display(figures.pruning_iterations_table(iterations))
 
 # %% [markdown]
 # ## Against the baselines
@@ -134,12 +135,12 @@ display(figures.show_table(figures.full_scale_comparison(iterations)))
 # ## Exercises
 #
 # **Exercise 8.1.** Predict how many iterations of a quarter each it takes to pass the source's
-# sparsity, then check with `pruning.sparsity_schedule(dense_large.model,
+# sparsity, then check, after `import dataclasses`, with `pruning.sparsity_schedule(dense_large.model,
 # dataclasses.replace(P.pruning, fraction_per_iteration=0.25, iterations=10))`.
 #
 # **Exercise 8.2.** Predict the dense / pruned inference-FLOP ratio of GPT-2 Small at the sparsity this
 # run reached, then compute it with `flops.inference_flops_per_token` from `spdf_lib.flops` and
-# `PRESETS["gpt2-small"]` from `spdf_lib.model`. Is it nearer this model's or GPT-3 XL's?
+# `get_config("gpt2-small")` from `spdf_lib.model`. Is it nearer this model's or GPT-3 XL's?
 #
 # **Exercise 8.3.** Prune a freshly initialised small model once with
 # `sparsity.magnitude_prune_(model, P.pruning.fraction_per_iteration)` and read

@@ -49,6 +49,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+__all__ = [
+    "REPO_ROOT", "NOTEBOOKS_DIR", "PUBLISHED_BOOK", "CONFIG_PATH", "TOC_PATH", "WORK_DIR", "STATUS_JSON",
+    "STATUS_PAGE", "PUBLISHED_PROFILE", "MIN_FREE_MB", "LEDGER_ENV", "KERNELSPEC", "ADDED_CELL", "BookError",
+    "ChapterFailed", "BuildInterrupted", "Chapter", "ChapterRun", "chapter_title", "discover_chapters",
+    "select_chapters", "resolve_profile", "check_force", "check_data_dir", "check_writable", "output_folders",
+    "preflight", "has_parameters_cell", "read_ledger", "summarize_ledger", "ledger_results",
+    "failure_paragraph", "dead_kernel_paragraph", "execute_chapter", "machine_paths", "ABSOLUTE_PATH",
+    "scrub_text", "finalize_notebook", "shows_provenance", "load_status", "record_run", "status_markdown",
+    "write_status_page", "interruption_message", "run", "toc_files", "filtered_toc", "write_partial_toc",
+    "check_renderable", "jupyter_book_executable", "render", "prepare_book_dir", "BuildPlan", "plan_build",
+    "build", "main",
+]
+
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 PUBLISHED_BOOK = REPO_ROOT / "book"
@@ -220,26 +234,18 @@ def check_force() -> bool:
 # --------------------------------------------------------------------------- checks before the first chapter
 
 
-def check_data_dir() -> Path | None:
+def check_data_dir() -> Path:
     """The data folder the chapters read, or a BookError saying how to provide it.
 
     ``spdf_lib.data`` decides where the data lives (``SPDF_DATA``, ``<repo>/data`` ...). The folder
     must exist, be readable, and hold the pre-training corpora every profile reads.
     """
-    import importlib
+    from . import data
 
-    try:
-        data = importlib.import_module("spdf_lib.data")
-    except ModuleNotFoundError as error:
-        if error.name == "spdf_lib.data":
-            return None
-        raise
     advice = ("Point SPDF_DATA at the folder that holds e2e/, webnlg2017/, dart/, summarization/ and pretrain/ "
               "(e.g. make book SPDF_DATA=/path/to/data), or place that folder at <repository>/data.")
     try:
         root = Path(data.data_root(verbose=False))
-    except TypeError:  # a data_root without the verbose flag
-        root = Path(data.data_root())
     except Exception as error:  # noqa: BLE001 - whatever data_root raises, the reader needs the advice
         # data_root's own message lists the paths it tried and how to get the data.
         raise BookError(f"the data directory is missing, so no chapter was run.\n{error}") from None
@@ -248,7 +254,7 @@ def check_data_dir() -> Path | None:
     if not os.access(root, os.R_OK | os.X_OK):
         raise BookError(f"the data directory {root} cannot be read (no permission), so no chapter was run. "
                         f"Give yourself read access to it, or {advice[0].lower()}{advice[1:]}")
-    corpora = getattr(data, "PRETRAIN_CORPORA", ())
+    corpora = data.PRETRAIN_CORPORA
     absent = [f"pretrain/{c}" for c in corpora if not (root / "pretrain" / c).is_dir()]
     if absent:
         raise BookError(f"the data directory {root} has no {', '.join(absent)} folder(s), which every profile reads, "
@@ -659,11 +665,12 @@ def execute_chapter(chapter: Chapter, *, profile: str, book_dir: Path, tables_di
                     break
                 time.sleep(0.05)
             oom_after = _oom_kills()
+            number = _source_cell_number(nb, index) if index is not None else None
             message = dead_kernel_paragraph(
                 chapter, profile, returncode=process.poll() if process is not None else None,
                 oom=oom_before is not None and oom_after is not None and oom_after > oom_before,
-                cell_number=_source_cell_number(nb, index) if index is not None else None,
-                cell_source=nb.cells[index].source if index is not None and index < len(nb.cells) else "",
+                cell_number=number,
+                cell_source=nb.cells[number - 1].source if number is not None and 0 < number <= len(nb.cells) else "",
                 failed_copy=failed_copy, book_dir=book_dir, later=later)
         else:
             message = failure_paragraph(
@@ -755,9 +762,19 @@ def _tables_parameter(tables_dir: Path | None, chapter: Chapter) -> str:
 
 
 def _downloads_cell(chapter: Chapter, book_dir: Path):
+    """The line under the title offering the notebook and its source. The source is linked where it
+    is (``../notebooks/NN_name.py`` from ``book/``) when both lie in the repository; a book folder
+    elsewhere gets a copy in its ``_sources_py/`` folder, so no path of the machine is written."""
     import nbformat
 
-    source = Path(os.path.relpath(chapter.path.resolve(), Path(book_dir).resolve())).as_posix()
+    book_dir = Path(book_dir).resolve()
+    if chapter.path.resolve().is_relative_to(REPO_ROOT) and book_dir.is_relative_to(REPO_ROOT):
+        source = Path(os.path.relpath(chapter.path.resolve(), book_dir)).as_posix()
+    else:
+        from .store import atomic_write_bytes
+
+        atomic_write_bytes(book_dir / "_sources_py" / chapter.path.name, chapter.path.read_bytes())
+        source = f"_sources_py/{chapter.path.name}"
     text = (f"Download this page as the {{download}}`executed notebook <{chapter.stem}.ipynb>` or as its "
             f"{{download}}`source {chapter.path.name} <{source}>` (jupytext percent format: the README says how "
             f"to open it in JupyterLab and run it cell by cell).")
@@ -1146,9 +1163,17 @@ def filtered_toc(toc: dict, keep) -> dict:
 
     def walk(node, drop_also=None):
         if isinstance(node, list):
-            return [w for w in (walk(n, drop_also) for n in node) if w is not None]
+            out = []
+            for child in node:
+                if isinstance(child, dict) and drop_also is not None and child.get("file") == drop_also:
+                    out += walk(child.get("sections") or [], drop_also)  # the new root's sections move up
+                    continue
+                walked = walk(child, drop_also)
+                if walked is not None:
+                    out.append(walked)
+            return out
         if isinstance(node, dict):
-            if "file" in node and (not keep(node["file"]) or node["file"] == drop_also):
+            if "file" in node and not keep(node["file"]):
                 return None
             walked = {k: walk(v, drop_also) if k in _TOC_CHILDREN else v for k, v in node.items()}
             for key in _TOC_CHILDREN:

@@ -21,6 +21,12 @@ from typing import Iterable
 from . import __version__
 from .profiles import Profile, get_profile
 
+__all__ = [
+    "REPO_ROOT", "PROVENANCE_MARKER", "device", "describe_device", "utc_now", "commit", "environment",
+    "chapter_header", "provenance",
+]
+
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # How every provenance note begins (the book runner adds one to a page that shows none).
 PROVENANCE_MARKER = "**Where these numbers come from.**"

@@ -15,6 +15,11 @@ import torch
 
 from .training import autocast, mean_loss
 
+__all__ = [
+    "BLEU_TOKENIZATION", "corpus_bleu", "prompt_ids", "decode_texts", "perplexity",
+]
+
+
 BLEU_TOKENIZATION = "13a"
 
 

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {STAGES}")
     args = parser.parse_args(argv)
     try:
+        store.force_requested()  # an undocumented FORCE value stops here, before any work
         profile = get_profile(args.profile)
         if scheduler.needs_gpu(profile):
             raise RuntimeError(f"profile {profile.name!r} is computed on a CUDA GPU and none is available here")
@@ -40,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.time() + 60 * args.minutes if args.minutes else None
     t0 = time.time()
     try:
-        out = scheduler.run(profile, Path(args.tables_dir), workers=args.workers, deadline=deadline,
-                            stages=tuple(s for s in args.stages.split(",") if s), progress=False)
-    except (ValueError, RuntimeError) as err:
+        with store.build_lock([(Path(args.tables_dir), "tables dir"), (store.cache_root(), "cache folder")]):
+            out = scheduler.run(profile, Path(args.tables_dir), workers=args.workers, deadline=deadline,
+                                stages=tuple(s for s in args.stages.split(",") if s), progress=False)
+    except (ValueError, RuntimeError) as err:  # store.BuildLockedError included
         print(f"error: {err}", file=sys.stderr)
         return 2
     counts = {stage: len(res) for stage, res in out.items() if stage in STAGES}

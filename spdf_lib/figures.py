@@ -18,6 +18,17 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+__all__ = [
+    "SOURCE_PRUNED_SPARSITY", "show_table", "grouped_columns", "markdown_table", "source_excerpt",
+    "chapters_table", "profiles_table", "level_label", "network_figure", "parameter_table", "upkeep_table",
+    "flop_unit", "paper_flops_figure", "finetune_share_figure", "runs_flops_figure", "forward_share_table",
+    "size_trend_sentence", "example_markdown", "references_and_lengths_figure", "fingerprint_table",
+    "data_differences_table", "data_quality_table", "mixture_table", "tokenizer_table", "budget_table",
+    "loss_mask_table", "example_lengths_figure", "truncation_table", "padding_share",
+    "pruning_iterations_table", "pruning_figure", "pruning_findings", "full_scale_comparison",
+]
+
+
 # The iterative-pruning result of the Cerebras blog "Harnessing the Power of Sparsity for Large GPT
 # AI Models" (Sean Lie, 28 November 2022): GPT-3 XL pruned to 84% sparsity (chapter 08).
 SOURCE_PRUNED_SPARSITY = 0.84
@@ -32,15 +43,16 @@ def show_table(frame: pd.DataFrame, formats: Mapping[str, str] | str | None = No
     ``formats`` maps column names (or, for grouped headers, column tuples) to format strings such
     as ``"{:,}"``; ``precision`` applies to the other float columns.
     """
-    styler = frame.style.hide(axis="index").format(precision=precision, escape="html")
-    if formats:
-        styler = styler.format(formats, escape="html")
+    styler = frame.style.hide(axis="index").format(precision=precision, thousands=",", escape="html")
+    if formats:  # columns not named in ``formats`` keep the default format set here
+        styler = styler.format(formats, precision=precision, thousands=",", escape="html")
     return styler.set_properties(**{"white-space": "normal", "text-align": "left"})
 
 
 def grouped_columns(frame: pd.DataFrame, groups: Mapping[str, Sequence[str]],
                     names: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """``frame`` with two header rows: each column under its group (``""`` for ungrouped ones).
+    """``frame`` with two header rows: each column under its group (``""`` for ungrouped ones), the
+    columns of a group side by side where its first column stands.
 
     ``groups`` maps a group heading to the columns it spans; ``names`` renames columns within
     their group (e.g. ``"pretrain FLOP"`` shown as ``"pre-training"`` under ``"training FLOPs"``).
@@ -50,8 +62,13 @@ def grouped_columns(frame: pd.DataFrame, groups: Mapping[str, Sequence[str]],
     missing = [c for c in owner if c not in frame.columns]
     if missing:
         raise ValueError(f"grouped_columns: no column {missing} in the frame (it has {list(frame.columns)})")
-    out = frame.copy()
-    out.columns = pd.MultiIndex.from_tuples([(owner.get(c, ""), names.get(c, c)) for c in frame.columns])
+    order = []  # each group's columns side by side, where the group's first column stands
+    for c in frame.columns:
+        if c in order:
+            continue
+        order += list(groups[owner[c]]) if c in owner else [c]
+    out = frame[order].copy()
+    out.columns = pd.MultiIndex.from_tuples([(owner.get(c, ""), names.get(c, c)) for c in order])
     return out
 
 
@@ -560,9 +577,10 @@ def pruning_figure(iterations: pd.DataFrame, baselines: pd.DataFrame):
     ``pruning.baselines_frame`` (``method``, ``sparsity``, ``val_ppl``).
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     from .flops import inference_flops_per_token, param_memory
-    from .model import PRESETS
+    from .model import get_config
     from .pruning import full_scale_arithmetic
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 6))
@@ -573,7 +591,7 @@ def pruning_figure(iterations: pd.DataFrame, baselines: pd.DataFrame):
     left.plot(100 * s, first["params (nonzero)"] / iterations["params (nonzero)"], "s-",
               color="tab:orange", label="nonzero parameters, this model (measured)")
     grid = np.linspace(0, max(s.max(), SOURCE_PRUNED_SPARSITY), 50)
-    xl = PRESETS["gpt3-xl"]
+    xl = get_config("gpt3-xl")
     left.plot(100 * grid, [inference_flops_per_token(xl) / inference_flops_per_token(xl, g) for g in grid], "--",
               color="tab:blue", label="inference FLOPs, GPT-3 XL (computed)")
     left.plot(100 * grid, [param_memory(xl, g).reduction for g in grid], "--", color="tab:orange",
@@ -602,6 +620,10 @@ def pruning_figure(iterations: pd.DataFrame, baselines: pd.DataFrame):
                    ha="right", fontsize=8)
     right.set(yscale="log", xlim=(-3, 100 * s.max() + 12), xlabel="sparsity of the pruned matrices (%)",
               ylabel="validation perplexity (log scale)", title="Quality against sparsity")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    low, high = right.get_ylim()
+    right.yaxis.set_major_formatter(plain)
+    right.yaxis.set_minor_formatter(plain if high / low < 10 else NullFormatter())
     right.grid(alpha=0.3, which="both")
     right.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16))
@@ -613,13 +635,13 @@ def pruning_findings(iterations: pd.DataFrame, baselines: pd.DataFrame, config, 
     """Computed statements about the pruning run (chapter 08); ``retrain_share`` is the retraining
     budget of one iteration as a fraction of the dense model's pre-training budget."""
     from .flops import sparsifiable_weights
-    from .model import PRESETS, num_params
+    from .model import get_config, num_params
 
     first, last = iterations.iloc[0], iterations.iloc[-1]
     by_method = baselines.set_index("method")["val_ppl"]
     best = by_method.iloc[1:].idxmin()
     dense_share = 1 - sparsifiable_weights(config) / num_params(config)
-    xl = PRESETS["gpt3-xl"]
+    xl = get_config("gpt3-xl")
     dense_share_xl = 1 - sparsifiable_weights(xl) / num_params(xl)
     return "\n\n".join([
         f"Iterative pruning reaches {last['sparsity']:.1%} sparsity with validation perplexity "

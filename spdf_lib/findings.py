@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from . import stats, verdicts as V
-from .report import level_label
+from .verdicts import level_label
 
 __all__ = [
     "PAPER_MODEL", "STATEMENTS", "paper_models", "table_caption", "figure4", "verdict_summary", "verdict_cells",

@@ -101,7 +101,7 @@ def _digest(path: Path) -> dict:
     return {"sha256": digest.hexdigest(), "size": size}
 
 
-_loaded: dict[tuple[str, int, int], dict] = {}
+_loaded: dict[str, tuple[int, int, dict]] = {}  # manifest path -> (size, mtime_ns, files)
 
 
 def load(tables_dir: Path, profile: str) -> dict[str, dict]:
@@ -112,8 +112,8 @@ def load(tables_dir: Path, profile: str) -> dict[str, dict]:
         stat = path.stat()
     except FileNotFoundError:
         return {}
-    memo = (str(path.absolute()), stat.st_size, stat.st_mtime_ns)
-    if memo not in _loaded:
+    name, stamp = str(path.absolute()), (stat.st_size, stat.st_mtime_ns)
+    if _loaded.get(name, (None, None))[:2] != stamp:
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
             files = doc["files"]
@@ -126,9 +126,8 @@ def load(tables_dir: Path, profile: str) -> dict[str, dict]:
                 f"(git checkout -- {_shown(path)}) or, after a real re-run, rebuild it with "
                 f"python -m spdf_lib.manifest rebuild --tables-dir {_shown(tables_dir)} --profile {profile}",
                 path, "unreadable manifest") from None
-        _loaded.clear()
-        _loaded[memo] = files
-    return dict(_loaded[memo])
+        _loaded[name] = (*stamp, files)
+    return dict(_loaded[name][2])
 
 
 def _write(tables_dir: Path, profile: str, files: dict[str, dict]) -> Path:
@@ -169,7 +168,7 @@ def record(tables_dir: Path, profile: str, paths: Iterable[Path | str]) -> Path:
             raise ValueError(f"the manifest cannot list itself ({_shown(root / rel)})")
         entries[rel] = _digest(root / rel)
     with _locked(root):
-        _loaded.clear()
+        _loaded.pop(str(manifest_path(tables_dir, profile).absolute()), None)
         files = load(tables_dir, profile)
         files.update(entries)
         return _write(tables_dir, profile, files)
@@ -263,7 +262,7 @@ def rebuild(tables_dir: Path, profile: str) -> Path:
         raise FileNotFoundError(f"{_shown(root)} does not exist: there are no committed results of profile "
                                 f"{profile!r} to record")
     with _locked(root):
-        _loaded.clear()
+        _loaded.pop(str(manifest_path(tables_dir, profile).absolute()), None)
         return _write(tables_dir, profile, {rel: _digest(root / rel) for rel in _on_disk(tables_dir, profile)})
 
 

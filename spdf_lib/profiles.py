@@ -13,6 +13,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .data.files import TASKS  # defined once, beside the data it names
+
+__all__ = [
+    "PretrainSettings", "TaskSettings", "LRSearch", "FinetuneSettings", "PruningSettings", "Profile", "TASKS",
+    "SMOKE", "CPU", "GPU", "PROFILES", "default_profile_name", "get_profile",
+]
+
+
 
 @dataclass(frozen=True)
 class PretrainSettings:
@@ -145,7 +153,6 @@ class Profile:
         return dataclasses.asdict(self)
 
 
-TASKS = ("e2e", "webnlg", "dart", "summarization")
 
 SMOKE = Profile(
     name="smoke",
@@ -190,8 +197,8 @@ CPU = Profile(
 
 GPU = Profile(
     name="gpu",
-    description=("one H100/H200: about 20 tokens per parameter, 3 pre-training x 2 fine-tuning seeds, "
-                 "a learning-rate search, full test sets; the published numbers"),
+    description=("one H100/H200: about 20 tokens per parameter, 3 pre-training seeds (the first also "
+                 "fine-tuned with a second seed), a learning-rate search, full test sets; the published numbers"),
     vocab_size=8192,
     tokenizer_train_chars=100_000_000,
     sizes=("gpu-small", "gpu-large"),

@@ -22,7 +22,7 @@ import math
 from .profiles import PruningSettings
 
 __all__ = ["METHODS", "zeros_schedule", "sparsity_schedule", "measure", "iterations_frame", "baselines_frame",
-           "pruning_figure", "full_scale_arithmetic", "findings"]
+           "full_scale_arithmetic"]
 
 METHODS = ("iterative", "oneshot", "oneshot_retrained")
 
@@ -103,36 +103,14 @@ def baselines_frame(results: dict[str, dict], random_static: dict | None):
     return pd.DataFrame(rows)
 
 
-def pruning_figure(iterations, settings: PruningSettings, config):
-    """Figure: the schedule (a pure function) and validation perplexity against sparsity."""
-    import matplotlib.pyplot as plt
-
-    schedule = sparsity_schedule(config, settings)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.plot(range(len(schedule)), [100 * s for s in schedule], "o-", label="schedule")
-    left.plot(iterations["iteration"], 100 * iterations["sparsity"], "x", markersize=10, label="achieved")
-    left.set_xlabel("pruning iteration")
-    left.set_ylabel("sparsity of the pruned weights (%)")
-    left.set_title(f"remove {settings.fraction_per_iteration:.0%} of the remaining weights per iteration")
-    left.grid(alpha=0.3)
-    left.legend()
-    right.plot(100 * iterations["sparsity"], iterations["val_ppl"], "o-")
-    right.set_xlabel("sparsity (%)")
-    right.set_ylabel("validation perplexity")
-    right.set_title("iterative pruning with retraining")
-    right.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
 def full_scale_arithmetic(sparsity: float = 0.84):
     """GPT-3 XL at ``sparsity``: inference FLOPs and parameter reduction vs the published 3x and 4.3x."""
     import pandas as pd
 
     from .flops import inference_flops_per_token, param_memory
-    from .model import PRESETS
+    from .model import get_config
 
-    cfg = PRESETS["gpt3-xl"]
+    cfg = get_config("gpt3-xl")
     flops_ratio = inference_flops_per_token(cfg, 0.0) / inference_flops_per_token(cfg, sparsity)
     memory = param_memory(cfg, sparsity)
     return pd.DataFrame([
@@ -140,23 +118,3 @@ def full_scale_arithmetic(sparsity: float = 0.84):
         {"quantity": "parameters in memory, dense / nonzero", "ours": round(memory.dense / memory.nonzero, 2),
          "published": 4.3},
     ])
-
-
-def findings(iterations, baselines) -> str:
-    """Computed statements for chapter 08 (never typed by hand)."""
-    first, last = iterations.iloc[0], iterations.iloc[-1]
-    by_method = baselines.set_index("method")["val_ppl"]
-    best = by_method.iloc[1:].idxmin()
-    lines = [f"Iterative pruning reaches {last['sparsity']:.1%} sparsity with validation perplexity "
-             f"{last['val_ppl']:.2f}, against {first['val_ppl']:.2f} for the dense model "
-             f"({last['val_ppl'] / first['val_ppl'] - 1:+.1%}); inference FLOPs per token fall "
-             f"{first['inference MFLOP/token'] / last['inference MFLOP/token']:.2f}x and nonzero parameters "
-             f"{first['params (nonzero)'] / last['params (nonzero)']:.2f}x (embeddings and LM head stay dense, "
-             f"and at this size they are a large share of the model)."]
-    lines.append(f"Among the sparse models the lowest perplexity is reached by: {best} ({by_method[best]:.2f}).")
-    if last["val_ppl"] > 1.02 * first["val_ppl"]:
-        lines.append("At this scale and retraining budget pruning to this sparsity does *not* come free: the "
-                     "source's 'no loss in accuracy' at 84% is not reproduced here. The retraining budget per "
-                     "iteration is a small fraction of pre-training, and a model this small has little "
-                     "redundancy to give up.")
-    return "\n\n".join(lines)

@@ -85,8 +85,9 @@ def cached_result(run) -> dict | None:
     if not path.exists() or store.force_recompute(path):
         return None
     try:
-        result = store.read_json_verified(path)
+        result = store.read_json_verified(path, require_checksum=True)
     except store.CorruptCacheError:
+        store.discard_entry(path)  # recomputed and replaced; nothing reads the damaged entry again
         return None
     if run.stage in ("pretrain", "finetune") and not model_intact(path.parent / "model.pt"):
         return None
@@ -129,8 +130,8 @@ def note_source(run, source: str) -> None:
     the book's status page can say which runs a build computed and which it reused."""
     ledger = os.environ.get("SPDF_RUN_LEDGER")
     if ledger:
-        with open(ledger, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"stage": run.stage, "run_id": run.run_id, "source": source}) + "\n")
+        store.append_line(ledger, json.dumps({"stage": run.stage, "run_id": run.run_id, "source": source,
+                                              "profile": profile_of(run)}))
 
 
 def find(run, tables_dir: Path) -> tuple[dict | None, str]:

@@ -10,8 +10,9 @@ The grid of one profile:
 2. learning-rate search: dense fine-tuning of the first pre-training seed's model of every
    (size, sparsity) on every task, with the first fine-tuning seed, at each rate of the search
    (``next_rates`` extends it past an end of the grid while the best validation loss sits there);
-3. final runs: every pre-training seed x every fine-tuning seed at the chosen rate, and the control
-   at the highest sparsity that fine-tunes with the masks kept (one fine-tuning seed per model);
+3. final runs at the chosen rate: every pre-trained model with the first fine-tuning seed, the first
+   pre-training seed's model with every fine-tuning seed (it measures the fine-tuning spread), and
+   the control at the highest sparsity that fine-tunes with the masks kept (first fine-tuning seed);
 4. test evaluation of every final run, and of the search's runner-up rate (how much the result
    would move had the selection picked the neighbouring rate);
 5. pruning (chapter 08): iterative magnitude pruning of the first dense large model and its
@@ -321,12 +322,15 @@ def search_status(losses: Mapping[float, float], search: LRSearch) -> str:
 
 def final_runs_for(profile: Profile, bases: Iterable[PretrainRun], task: str, lr: float) -> list[FinetuneRun]:
     """The final runs of one (size, sparsity, task) cell at the chosen rate: every pre-trained model
-    x every fine-tuning seed, and the masks-kept control (first fine-tuning seed) at the highest
-    sparsity."""
+    with the first fine-tuning seed, the first model with every fine-tuning seed, and the masks-kept
+    control (first fine-tuning seed) at the highest sparsity."""
     top = max(profile.sparsity_levels)
     runs = []
     for base in bases:
-        for seed in profile.finetune_seeds:
+        # every fine-tuning seed on the first pre-trained model (it measures the fine-tuning spread),
+        # the first fine-tuning seed on the others (they measure the pre-training spread)
+        seeds = profile.finetune_seeds if base.seed == profile.pretrain_seeds[0] else profile.finetune_seeds[:1]
+        for seed in seeds:
             runs.append(finetune_run(profile, base, task, lr, seed))
         if profile.finetune.sparse_control and base.sparsity == top and top > 0:
             runs.append(finetune_run(profile, base, task, lr, profile.finetune_seeds[0], keep_masks=True))

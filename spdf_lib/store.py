@@ -34,6 +34,14 @@ from typing import Any, Callable, Iterable
 
 from . import __version__
 
+__all__ = [
+    "REPO_ROOT", "CorruptCacheError", "cache_root", "FORCE_VALUES", "force_requested", "force_recompute",
+    "stable_hash", "key", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "sha256_file",
+    "save_torch", "load_torch", "write_json_entry", "read_json_verified", "discard_entry", "append_line",
+    "cached_json", "LOCK_HELD_ENV", "BuildLockedError", "build_lock",
+]
+
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

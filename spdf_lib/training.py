@@ -28,6 +28,12 @@ import torch
 from . import sparsity, store
 from .model import IGNORE_INDEX
 
+__all__ = [
+    "DeadlineReached", "OptimConfig", "lr_at", "make_optimizer", "autocast", "mean_loss", "to_device",
+    "train",
+]
+
+
 
 class DeadlineReached(RuntimeError):
     """A run stopped at its wall-clock deadline after writing a checkpoint; re-run to resume."""

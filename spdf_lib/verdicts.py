@@ -32,7 +32,7 @@ from . import stats
 __all__ = [
     "METRIC", "TASK_LABEL", "PUBLISHED_DELTA", "PUBLISHED_VALUE", "BLEU_MARGIN", "MARGIN_REASON", "rules_markdown",
     "Cell", "collect", "delta", "Verdict", "verdict_h1", "verdict_h2", "verdict_h3", "results_table",
-    "noise_floor", "DATA_TO_TEXT",
+    "noise_floor", "DATA_TO_TEXT", "level_label",
 ]
 
 METRIC = {"e2e": ("BLEU", "higher"), "webnlg": ("BLEU", "higher"), "dart": ("BLEU", "higher"),
@@ -59,6 +59,11 @@ BLEU_MARGIN = 1.0
 MARGIN_REASON = ("the sources call BLEU changes of -0.44 to -0.75 (GPT-3 XL at 75%) 'without any significant "
                  "degradation' and report -0.98 (GPT-2 Small, E2E, 75%) among their preserved results, so a "
                  "loss below one BLEU point is what the paper calls preserved")
+
+
+def level_label(level: float) -> str:
+    """'dense' or 'N% sparse', how every table of the book names a pre-training sparsity."""
+    return "dense" if level == 0 else f"{level:.0%} sparse"
 
 
 def rules_markdown() -> str:
@@ -314,7 +319,7 @@ def noise_floor(cells: dict, eval_results: Iterable[dict], lr_search: Iterable[d
         f0 = min(s for (sz, t, lv, p, s, lr) in by_run if (sz, t, lv, p) == (*key, p0))
         chosen = by_run.get((*key, p0, f0, c["chosen"]))
         runner = by_run.get((*key, p0, f0, c["runner_up"])) if c["runner_up"] is not None else None
-        row = {"size": key[0], "task": TASK_LABEL[key[1]], "sparsity": key[2], "metric": METRIC[key[1]][0],
+        row = {"size": key[0], "task": TASK_LABEL[key[1]], "sparsity": level_label(key[2]), "metric": METRIC[key[1]][0],
                "pre-training seed sd": comps["between_sd"], "fine-tuning seed sd": comps["within_sd"],
                "learning-rate choice": (abs(chosen - runner) if chosen is not None and runner is not None
                                         else float("nan"))}
@@ -327,4 +332,4 @@ def noise_floor(cells: dict, eval_results: Iterable[dict], lr_search: Iterable[d
             published = PUBLISHED_DELTA.get((paper_models[key[0]], key[1], key[2]))
             row["paper Δ"] = float("nan") if published is None else published
         rows.append(row)
-    return pd.DataFrame(rows).sort_values(["size", "task", "sparsity"]).reset_index(drop=True)
+    return pd.DataFrame(rows).reset_index(drop=True)

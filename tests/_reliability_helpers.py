@@ -4,8 +4,11 @@
   corpora, E2E CSVs, BBC-style JSON Lines), so that the whole pipeline runs in seconds.
 * :func:`pretrain_run`, :func:`finetune_runs` and :func:`long_finetune_run` plan the runs the tests use,
   the same in the test process and in the killed processes.
+* :func:`execute` resolves a list of runs the way the scheduler does (committed, else cached, else
+  computed and exported), so that a test can run exactly the runs it names.
+* :func:`write_chapter` writes a tiny chapter for the book runner's tests.
 * Run as a script, this module is a *zygote*: it imports torch and spdf_lib once, then forks one fresh
-  process per job. A job trains one run with ``spdf_lib.experiments`` under a fault plan that SIGKILLs
+  process per job. A job trains one run with ``spdf_lib.runners`` under a fault plan that SIGKILLs
   the process at a chosen point (before a training step, just before or after a file is renamed into
   place, or after a seeded random delay). Forking skips the seconds of imports and kernel warm-up
   that a new interpreter would need for every kill.
@@ -119,31 +122,75 @@ def make_data_root(root: Path, *, e2e_train: int = 200, seed: int = 0) -> Path:
 
 def pretrain_run(size: str = "smoke-small", sparsity: float = 0.75):
     """One planned smoke pre-training run (plans, and if needed trains, the smoke tokenizer)."""
-    from spdf_lib import experiments
+    from spdf_lib import runs
     from spdf_lib.profiles import get_profile
 
-    runs = experiments.pretraining_runs(get_profile(PROFILE))
-    return next(r for r in runs if r.size == size and r.sparsity == sparsity)
+    planned = runs.pretraining_runs(get_profile(PROFILE))
+    return next(r for r in planned if r.size == size and r.sparsity == sparsity)
 
 
 def finetune_runs(bases) -> list:
     """The fine-tuning runs of the small pipeline: e2e on every base, summarization on the first."""
-    from spdf_lib import experiments
+    from spdf_lib import runs
     from spdf_lib.profiles import get_profile
 
     profile = get_profile(PROFILE)
-    runs = [experiments.finetune_run(profile, base, "e2e", 1e-3, 0) for base in bases]
-    return runs + [experiments.finetune_run(profile, bases[0], "summarization", 1e-3, 0)]
+    planned = [runs.finetune_run(profile, base, "e2e", 1e-3, 0) for base in bases]
+    return planned + [runs.finetune_run(profile, bases[0], "summarization", 1e-3, 0)]
 
 
 def long_finetune_run(base):
     """A fine-tuning run long enough to write a checkpoint (3 epochs over 200 pairs: 75 steps,
     a checkpoint every 50)."""
-    from spdf_lib import experiments
+    from spdf_lib import runs
     from spdf_lib.profiles import get_profile
 
-    run = experiments.finetune_run(get_profile(PROFILE), base, "e2e", 1e-3, 0)
-    return dataclasses.replace(run, task=dataclasses.replace(run.task, epochs=3, max_train_examples=None))
+    run = runs.finetune_run(get_profile(PROFILE), base, "e2e", 1e-3, 0)
+    return dataclasses.replace(run, epochs=3, max_train_examples=None)
+
+
+def execute(planned, tables_dir: Path, device=None) -> dict[str, dict]:
+    """Results of ``planned`` by run id, resolved like the scheduler resolves each run: a committed
+    result (verified against the manifest), else a cached one (exported), else computed on the CPU by
+    ``runners.RUNNERS`` and exported."""
+    import torch
+
+    from spdf_lib import results, runners
+
+    device = device or torch.device("cpu")
+    out = {}
+    for run in planned:
+        found, source = results.find(run, tables_dir)
+        if found is None:
+            found = runners.RUNNERS[run.stage](run, device, progress=False)
+            results.export(run, found, tables_dir)
+            source = "computed"
+        results.note_source(run, source)
+        out[run.run_id] = found
+    return out
+
+
+CHAPTER = '''\
+# %% [markdown]
+# # {number} {title}
+
+# %% tags=["parameters", "remove-cell"]
+profile = "cpu"
+tables_dir = "../tables"
+
+# %%
+{body}
+'''
+
+
+def write_chapter(notebooks: Path, stem: str, body: str = "print(profile)", title: str = "A chapter") -> Path:
+    """A tiny percent-format chapter ``notebooks/<stem>.py`` whose third cell is ``body``."""
+    import textwrap
+
+    notebooks.mkdir(parents=True, exist_ok=True)
+    path = notebooks / f"{stem}.py"
+    path.write_text(CHAPTER.format(number=stem[:2], title=title, body=textwrap.dedent(body)), encoding="utf-8")
+    return path
 
 
 def child_run(stage: str):
@@ -222,12 +269,12 @@ def _install_faults(plan: str) -> None:
 def _job(stage: str, fault: str) -> None:
     import torch
 
-    from spdf_lib import experiments
+    from spdf_lib import runners
 
     run = child_run(stage)
     print("READY", flush=True)
     _install_faults(fault)
-    runner = experiments.do_pretrain if stage == "pretrain" else experiments.do_finetune
+    runner = runners.do_pretrain if stage == "pretrain" else runners.do_finetune
     runner(run, torch.device("cpu"), progress=False)
     print("DONE", flush=True)
 
@@ -267,7 +314,7 @@ def zygote_main() -> None:
     torch.set_num_threads(1)
     import spdf_lib.checkpoint  # noqa: F401
     import spdf_lib.data  # noqa: F401
-    import spdf_lib.experiments  # noqa: F401
+    import spdf_lib.runners  # noqa: F401
 
     _warm_up()
     print("ZYGOTE READY", flush=True)

@@ -1,5 +1,5 @@
-"""Bad input: every wrong parameter, missing folder or broken data file gives a clear error that names
-the culprit, a non-zero exit on the command line, and nothing written to ``tables/`` or ``book/``.
+"""Bad input: every wrong parameter, missing or unusable folder, or broken data file gives a clear error
+that names the culprit, a non-zero exit on the command line, and nothing written to ``tables/`` or ``book/``.
 
 Data cases use a small synthetic data folder laid out like the real one (tests/_reliability_helpers.py),
 copied for every test and then broken in one place.
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import _reliability_helpers as H
-from spdf_lib import checkpoint, data, experiments as E, store, tokenizer
+from spdf_lib import book, checkpoint, data, results, runs as R, scheduler, store
 from spdf_lib.model import GPT, GPTConfig, get_config
 from spdf_lib.profiles import get_profile
 from spdf_lib.sparsity import SparsitySpec
@@ -38,7 +38,7 @@ def base(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SPDF_DATA", str(root / "data"))
         mp.setenv("SPDF_CACHE", str(root / "cache"))
-        E.tokenizer_for(get_profile("smoke"))
+        R.tokenizer_spec(get_profile("smoke"))
     return root
 
 
@@ -142,15 +142,15 @@ CASES = {
         (lambda root: H.write_jsonl_xz(root / "data" / "pretrain" / "blog_authorship" / "valid.jsonl.xz",
                                        [{"text": "A blog post."}, {"text": "  "}])),
         lambda: data.load_pretraining("validation"), ValueError, r"blog_authorship/valid\.jsonl\.xz: line 2: field 'text'"),
-    "vocabulary size 0": (_nothing, lambda: tokenizer.get_tokenizer(0, 10_000, limit_docs=2, verbose=False),
+    "vocabulary size 0": (_nothing, lambda: data.get_tokenizer(0, 10_000, limit_docs=2, verbose=False),
                           ValueError, r"vocab_size=0 is too small"),
-    "vocabulary size 100": (_nothing, lambda: tokenizer.get_tokenizer(100, 10_000, limit_docs=2, verbose=False),
+    "vocabulary size 100": (_nothing, lambda: data.get_tokenizer(100, 10_000, limit_docs=2, verbose=False),
                             ValueError, r"vocab_size=100 is too small"),
-    "vocabulary size above uint16": (_nothing, lambda: tokenizer.get_tokenizer(70_000, 10_000, limit_docs=2, verbose=False),
+    "vocabulary size above uint16": (_nothing, lambda: data.get_tokenizer(70_000, 10_000, limit_docs=2, verbose=False),
                                      ValueError, r"vocab_size=70000 does not fit"),
-    "tokenizer training characters 0": (_nothing, lambda: tokenizer.get_tokenizer(512, 0), ValueError,
+    "tokenizer training characters 0": (_nothing, lambda: data.get_tokenizer(512, 0), ValueError,
                                         r"train_chars must be positive, got 0"),
-    "token budget 0": (_nothing, lambda: E.planned_tokens(get_config("smoke-small", 512),
+    "token budget 0": (_nothing, lambda: R.planned_tokens(get_config("smoke-small", 512),
                                                           dataclasses.replace(SMOKE.pretrain, max_tokens=0)),
                        ValueError, r"token budget of 0 tokens .*max_tokens=0"),
     "zero optimizer steps": (_nothing, lambda: OptimConfig(lr=1e-3, total_steps=0, warmup_steps=1), ValueError,
@@ -196,31 +196,31 @@ def test_an_empty_corpus_stops_the_pipeline_before_anything_is_written(env):
         H.write_jsonl_xz(env / "data" / "pretrain" / corpus / "train.jsonl.xz", [])
     shutil.rmtree(env / "cache" / "tokenizer")  # the tokenizer would be trained on the empty corpus
     with pytest.raises(ValueError, match=r"train\.jsonl\.xz: empty corpus file"):
-        E.run_all(SMOKE, env / "tables", stages=("pretrain",), progress=False)
+        scheduler.run(SMOKE, env / "tables", stages=("pretrain",), progress=False)
     assert files_under(env / "tables") == []
 
 
 def test_a_zero_token_budget_stops_the_pipeline_before_anything_is_written(env):
     zero = dataclasses.replace(SMOKE, pretrain=dataclasses.replace(SMOKE.pretrain, max_tokens=0))
     with pytest.raises(ValueError, match=r"token budget of 0 tokens"):
-        E.run_all(zero, env / "tables", stages=("pretrain",), progress=False)
+        scheduler.run(zero, env / "tables", stages=("pretrain",), progress=False)
     assert files_under(env / "tables") == [] and not (env / "cache" / "pretrain").exists()
 
 
 def test_an_unknown_stage_is_named(env):
     with pytest.raises(ValueError, match=r"unknown stages \['bogus'\]"):
-        E.run_all(SMOKE, env / "tables", stages=("pretrain", "bogus"), progress=False)
+        scheduler.run(SMOKE, env / "tables", stages=("pretrain", "bogus"), progress=False)
     assert files_under(env / "tables") == []
 
 
 def test_a_malformed_task_file_stops_fine_tuning_before_anything_is_written(env):
     base_run = H.pretrain_run(sparsity=0.0)
-    checkpoint.save_model(E.run_dir(base_run) / "model.pt", GPT(base_run.model))  # a stand-in pre-trained model
+    checkpoint.save_model(results.run_dir(base_run) / "model.pt", GPT(base_run.model))  # a stand-in pre-trained model
     (env / "data" / "e2e" / "trainset.csv").write_text('mr,ref\n"name[A]",Fine.\n"name[B]",too,many\n')
-    run = E.finetune_run(SMOKE, base_run, "e2e", 1e-3, 0)
+    run = R.finetune_run(SMOKE, base_run, "e2e", 1e-3, 0)
     with pytest.raises(ValueError, match=r"trainset\.csv: malformed CSV: data row 2"):
-        E.execute([run], tables_dir=env / "tables", progress=False)
-    assert files_under(env / "tables") == [] and not E.run_dir(run).exists()
+        H.execute([run], env / "tables")
+    assert files_under(env / "tables") == [] and not results.run_dir(run).exists()
 
 
 # ------------------------------------------------------------------------ on the command line
@@ -251,13 +251,19 @@ def _drop_dac_override() -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
-def _cli(env_dir: Path, module: str, *args: str, spdf_data: str | None = None) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "SPDF_DATA": spdf_data or str(env_dir / "data"), "SPDF_CACHE": str(env_dir / "cache")}
+def _cli(env_dir: Path, module: str, *args: str, spdf_data: str | None = None,
+         extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "SPDF_DATA": spdf_data or str(env_dir / "data"), "SPDF_CACHE": str(env_dir / "cache"),
+               **(extra_env or {})}
+    environ.pop(store.LOCK_HELD_ENV, None)
+    if "FORCE" not in (extra_env or {}):
+        environ.pop("FORCE", None)
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=env_dir,
                           env=environ, timeout=120, preexec_fn=_drop_dac_override)
 
 
 def _book(env_dir: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m spdf_lib.book run`` on one chapter that writes ``tables/<profile>/ran.txt`` if it runs."""
     _chapter(env_dir / "notebooks")
     return _cli(env_dir, "spdf_lib.book", "run", "--notebooks-dir", str(env_dir / "notebooks"),
                 "--book-dir", str(env_dir / "book"), "--tables-dir", str(env_dir / "tables"),
@@ -280,32 +286,80 @@ def _break_status(env_dir: Path) -> None:
     (env_dir / "book" / "_status.json").write_text('{"chapters": {"00": ')
 
 
+def _replace_with_file(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.write_text("not a folder")
+
+
+def _no_corpus(env_dir: Path) -> None:
+    shutil.rmtree(env_dir / "data" / "pretrain" / "gutenberg")
+
+
+# name: (break something, runner arguments, exit code, pattern of the message, environment)
 CLI_CASES = {
-    "unknown profile": (lambda d: None, ("--profile", "huge"), 2, r"unknown profile 'huge'"),
-    "unknown chapter": (lambda d: None, ("--profile", "smoke", "--chapter", "42"), 2, r"unknown chapter '42'.*00 \(00_writes\)"),
-    "missing data folder": (lambda d: None, ("--profile", "smoke"), 2, r"data directory is missing.*no-such-data"),
+    "unknown profile": (lambda d: None, ("--profile", "huge"), 2, r"unknown profile 'huge'", {}),
+    "unknown chapter": (lambda d: None, ("--profile", "smoke", "--chapter", "42"), 2,
+                        r"unknown chapter '42'.*00 \(00_writes\)", {}),
+    "unknown chapter to start from": (lambda d: None, ("--profile", "smoke", "--from", "42"), 2,
+                                      r"unknown chapter '42'.*make book FROM=00", {}),
+    "one chapter and a start both": (lambda d: None, ("--profile", "smoke", "--chapter", "00", "--from", "00"), 2,
+                                     r"CHAPTER=00 and FROM=00 were both given", {}),
+    "FORCE=yes": (lambda d: None, ("--profile", "smoke"), 2,
+                  r"FORCE='yes' is not understood\. FORCE accepts only 1 .* or 0 / empty / unset", {"FORCE": "yes"}),
+    "FORCE=no": (lambda d: None, ("--profile", "smoke"), 2, r"FORCE='no' is not understood", {"FORCE": "no"}),
+    "missing data folder": (lambda d: None, ("--profile", "smoke"), 2, r"data directory is missing.*no-such-data", {}),
+    "data folder without a corpus": (_no_corpus, ("--profile", "smoke"), 2,
+                                     r"the data directory .*data has no pretrain/gutenberg folder", {}),
     "read-only tables folder": (lambda d: _read_only(d / "tables"), ("--profile", "smoke"), 2,
-                                r"the tables dir .*tables is not writable"),
+                                r"the tables dir .*tables is not writable", {}),
     "read-only book folder": (lambda d: _read_only(d / "book"), ("--profile", "smoke"), 2,
-                              r"the book dir .*book is not writable"),
+                              r"the book dir .*book is not writable", {}),
+    "read-only cache folder": (lambda d: _read_only(d / "cache"), ("--profile", "smoke"), 2,
+                               r"the cache folder .*cache is not writable .*SPDF_CACHE", {}),
+    "read-only work folder": (lambda d: _read_only(d / "work"), ("--profile", "smoke"), 2,
+                              r"the work dir .*work is not writable", {}),
     "tables folder is a file": (lambda d: (d / "tables").write_text("not a folder"), ("--profile", "smoke"), 2,
-                                r"the tables dir .*tables cannot be created: .*is a file"),
-    "damaged status file": (_break_status, ("--profile", "smoke"), 2, r"_status\.json is not valid JSON"),
+                                r"the tables dir .*tables cannot be created: .*is a file", {}),
+    "cache folder is a file": (lambda d: _replace_with_file(d / "cache"), ("--profile", "smoke"), 2,
+                               r"the cache folder .*cache cannot be created: .*cache is a file", {}),
+    "damaged status file": (_break_status, ("--profile", "smoke"), 2, r"_status\.json is not valid JSON", {}),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CLI_CASES))
 def test_the_book_runner_rejects_bad_input_and_writes_nothing(env, case):
-    setup, args, code, pattern = CLI_CASES[case]
+    setup, args, code, pattern, extra_env = CLI_CASES[case]
     setup(env)
     before = {p: p.read_bytes() for p in map(Path, files_under(env / "book", env / "tables"))}
     spdf_data = str(env / "no-such-data") if case == "missing data folder" else None
-    result = _book(env, *args, spdf_data=spdf_data)
+    result = _book(env, *args, spdf_data=spdf_data, extra_env=extra_env)
     assert result.returncode == code, result.stdout + result.stderr
     assert re.search(pattern, result.stderr, re.S), result.stderr
+    assert "Traceback" not in result.stderr
     after = {p: p.read_bytes() for p in map(Path, files_under(env / "book", env / "tables"))}
     assert after == before  # nothing written to book/ or tables/
-    assert not (env / "work").exists() or files_under(env / "work") == []
+    assert not (env / "work").is_dir() or files_under(env / "work") == []
+
+
+@pytest.mark.parametrize("fault", ["too little free space", "no space left when writing"])
+def test_a_full_disk_is_reported_before_the_first_chapter(env, monkeypatch, fault):
+    import errno
+
+    if fault == "too little free space":
+        usage = shutil.disk_usage(env)
+        monkeypatch.setattr(book.shutil, "disk_usage", lambda path: usage._replace(free=50_000_000))
+        pattern = r"the disk that holds the book dir .* is full: 50 MB free, and a build needs at least 200 MB"
+    else:
+        def no_space(fd):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(book.os, "fsync", no_space)
+        pattern = r"the disk that holds the book dir .* is full \(No space left on device"
+    _chapter(env / "notebooks")
+    with pytest.raises(book.BookError, match=pattern):
+        book.run("smoke", book_dir=env / "book", tables_dir=env / "tables", notebooks_dir=env / "notebooks",
+                 work_dir=env / "work")
+    assert files_under(env / "book", env / "tables", env / "work") == []
 
 
 @pytest.mark.parametrize("args,code,pattern", [

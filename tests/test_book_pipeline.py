@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import nbformat
@@ -22,7 +21,9 @@ def _run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "spdf_lib.book", "run", "--notebooks-dir", str(tmp_path / "notebooks"),
            "--book-dir", str(tmp_path / "book"), "--tables-dir", str(tmp_path / "tables"),
            "--work-dir", str(tmp_path / "work"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE", "SPDF_BUILD_LOCK_HELD")}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={**env, "SPDF_CACHE": str(tmp_path / "cache")})
 
 
 def _tree(path: Path) -> dict[str, bytes]:
@@ -118,16 +119,16 @@ def test_a_chapter_without_parameters_cell_is_rejected(tmp_path):
 
 
 def test_a_missing_data_directory_is_reported_before_any_chapter_runs(monkeypatch, tmp_path):
-    fake = types.ModuleType("spdf_lib.data")
-    fake.data_root = lambda: tmp_path / "no-such-data"
-    monkeypatch.setitem(sys.modules, "spdf_lib.data", fake)
+    from spdf_lib import data
+
+    monkeypatch.setattr(data, "data_root", lambda verbose=True: tmp_path / "no-such-data")
     with pytest.raises(BookError, match="no-such-data does not exist.*SPDF_DATA"):
         book.check_data_dir()
 
-    def raising_root():
+    def raising_root(verbose=True):
         raise FileNotFoundError("none of SPDF_DATA, <repo>/data exists")
 
-    fake.data_root = raising_root
+    monkeypatch.setattr(data, "data_root", raising_root)
     with pytest.raises(BookError, match="data directory is missing(.|\n)*<repo>/data exists"):
         book.check_data_dir()
 
@@ -168,8 +169,10 @@ def test_a_failing_chapter_stops_the_run_and_leaves_book_and_tables_untouched(wr
     assert (book_dir / "01_boom.ipynb").read_bytes() == before
     assert not (book_dir / "02_after.ipynb").exists()
     # Only finished files in book/: no temporary or half-written notebook.
-    assert sorted(p.name for p in book_dir.iterdir()) == ["00_ok.ipynb", "01_boom.ipynb", "_status.json",
-                                                          "status.md"]
+    assert sorted(p.name for p in book_dir.iterdir()) == ["00_ok.ipynb", "01_boom.ipynb", "_sources_py",
+                                                          "_status.json", "status.md"]
+    # a book folder outside the repository holds a copy of each executed chapter's source, to download
+    assert [p.name for p in (book_dir / "_sources_py").iterdir()] == ["00_ok.py"]
     executed = nbformat.read(book_dir / "00_ok.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "remove-cell" in injected[0].metadata["tags"]
@@ -380,7 +383,12 @@ def test_a_finished_notebook_names_no_absolute_path_of_this_machine(tmp_path, wh
     expected = "../tables" if where == "inside the repository" else "<tables>"
     assert nb.metadata["papermill"]["parameters"]["tables_dir"] == expected
     assert f'tables_dir = "{expected}"' in nb.cells[3].source and "remove-cell" in nb.cells[3].metadata.tags
-    assert "wrote tables/smoke/x.csv" in text and "<cache>/tok" in text and "~/.cache/x" in text
+    from spdf_lib import store
+
+    cache = store.cache_root(create=False)
+    inside = cache.resolve().is_relative_to(book.REPO_ROOT)
+    expected_cache = f"{cache.resolve().relative_to(book.REPO_ROOT).as_posix()}/tok" if inside else "<cache>/tok"
+    assert "wrote tables/smoke/x.csv" in text and expected_cache in text and "~/.cache/x" in text
     assert nb.metadata["papermill"]["input_path"] == "notebooks/03_data.py"
 
 
@@ -460,7 +468,7 @@ def test_the_committed_notebooks_name_no_absolute_path(repo_root):
     executed them (re-execute a chapter with make book PROFILE=gpu CHAPTER=NN to fix one)."""
     offenders = {}
     for path in sorted((repo_root / "book").glob("*.ipynb")):
-        text = re.sub(r'"image/[a-z+]+": "[^"]*"', '""', path.read_text(encoding="utf-8"))
+        text = re.sub(r'"image/[a-z+]+": "[^"]*"', '"image": ""', path.read_text(encoding="utf-8"))
         found = book.ABSOLUTE_PATH.findall(text) + [r for r in (str(repo_root),) if r in text]
         if found:
             offenders[path.name] = sorted(set(found))[:3]

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import torch
 
 from spdf_lib.flops import inference_flops_per_token
-from spdf_lib.model import GPT, PRESETS
+from spdf_lib.model import GPT, get_config
 from spdf_lib.profiles import PruningSettings
-from spdf_lib.pruning import PruningRun, sparsity_schedule, zeros_schedule
+from spdf_lib.pruning import sparsity_schedule, zeros_schedule
+from spdf_lib.runs import PruningRun
 from spdf_lib.sparsity import magnitude_prune_, masks, sparsity_report
 
-CONFIG = dataclasses.replace(PRESETS["smoke-large"], vocab_size=64, block_size=32)
+CONFIG = get_config("smoke-large", vocab_size=64, block_size=32)
 SETTINGS = PruningSettings(iterations=8, fraction_per_iteration=0.2, retrain_tokens=0)
 
 

@@ -92,12 +92,14 @@ def test_decoding_settings_change_the_evaluation_key_only():
 
 
 @needs_data
-def test_final_runs_cover_every_pretrained_model_and_fine_tuning_seed():
+def test_final_runs_cover_every_pretrained_model_and_the_first_with_every_fine_tuning_seed():
     profile = get_profile("gpu")
     bases = [dataclasses.replace(_base(profile), size=profile.sizes[-1], sparsity=0.75, seed=s)
              for s in profile.pretrain_seeds]
     planned = runs.final_runs_for(profile, bases, "e2e", 1e-3)
     dense = {(r.base.seed, r.seed) for r in planned if not r.keep_masks}
-    assert dense == {(p, f) for p in profile.pretrain_seeds for f in profile.finetune_seeds}
+    first = profile.pretrain_seeds[0]
+    assert dense == ({(first, f) for f in profile.finetune_seeds}
+                     | {(p, profile.finetune_seeds[0]) for p in profile.pretrain_seeds})
     control = {(r.base.seed, r.seed) for r in planned if r.keep_masks}
     assert control == {(p, profile.finetune_seeds[0]) for p in profile.pretrain_seeds}

@@ -18,8 +18,8 @@ network. The package has one module per step from files to batches:
   examples with a loss mask, and their length-bucketed batches;
 * :mod:`~spdf_lib.data.streams`: the tokenized pre-training stream, cached, and its packed batches.
 
-The modules depend on each other in that order only (files, readers, then the rest), so there is no
-import cycle. Everything a chapter or runner needs is importable from ``spdf_lib.data`` itself:
+Each module imports only modules listed before it, so there is no import cycle. Everything a chapter
+or runner needs is importable from ``spdf_lib.data`` itself:
 ``from spdf_lib.data import load_task, get_tokenizer``.
 """
 

@@ -169,8 +169,13 @@ def load_csv(relative: str, columns: tuple[str, ...]) -> tuple[Path, dict[str, l
             ds = datasets.load_dataset("csv", data_files=str(path), split="train", cache_dir=_hf_cache_dir(),
                                        features=features, keep_default_na=False, na_filter=False)
     except Exception as err:
-        where = _locate_csv_error(path, columns) or str(err.__cause__ or err)
-        raise ValueError(f"{path}: malformed CSV: {where}") from err
+        where = _locate_csv_error(path, columns)
+        cause = err.__cause__ or err
+        if where is None and isinstance(cause, OSError) and getattr(cause, "filename", None) != str(path):
+            # the CSV is fine; the datasets cache it writes to is not (read-only, full disk ...)
+            raise OSError(cause.errno, f"cannot write the datasets cache while reading {path}: "
+                                       f"{cause.strerror or cause}", cause.filename) from err
+        raise ValueError(f"{path}: malformed CSV: {where or cause}") from err
     out = {c: column(ds, c) for c in columns}
     for c in columns:
         check_strings(path, c, out[c], unit="data row")

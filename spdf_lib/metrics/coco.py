@@ -13,10 +13,12 @@ line break inside a text is turned into a space first, as the COCO tokenizer its
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from typing import Mapping, Sequence
 
 __all__ = ["JavaNotFoundError", "java_available", "require_java", "java_version", "ptb_tokenize", "meteor",
@@ -79,27 +81,53 @@ def ptb_tokenize(texts: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
     return {key: list(tokenized[key]) for key in texts}
 
 
+_METEOR_LOCK = threading.Lock()
+_meteor_scorer = None
+
+
+def _meteor():
+    """One METEOR jar per process, started on first use: loading its paraphrase table takes seconds,
+    and the jar keeps no state between requests (each EVAL aggregates only the statistics it is sent)."""
+    global _meteor_scorer
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    if _meteor_scorer is None or _meteor_scorer.meteor_p.poll() is not None:
+        _meteor_scorer = Meteor()
+        atexit.register(_stop, _meteor_scorer.meteor_p)
+    return _meteor_scorer
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.stdin.close()
+        process.kill()
+        process.wait()
+
+
 def meteor(references: Mapping[str, Sequence[str]], hypotheses: Mapping[str, str]) -> float:
     """Corpus METEOR 1.5 (``-l en -norm``; each output against its best reference) from the jar.
 
     The score aggregates the statistics of all segments, as the jar's file mode does."""
     require_java("METEOR 1.5")
-    from pycocoevalcap.meteor.meteor import Meteor
-
     if list(references) != list(hypotheses):
         raise ValueError("meteor: references and hypotheses must have the same ids in the same order")
     for key, refs in references.items():
         if any("|||" in r for r in refs):
             raise ValueError(f"meteor: a reference of input {key!r} contains '|||', the jar's field separator")
-    scorer = Meteor()
-    try:
-        score, _ = scorer.compute_score({k: [_one_line(r) for r in v] for k, v in references.items()},
-                                        {k: [_one_line(h)] for k, h in hypotheses.items()})
-    finally:
-        process = scorer.meteor_p
-        process.stdin.close()
-        process.kill()
-        process.wait()
+    with _METEOR_LOCK:
+        scorer = _meteor()
+        try:
+            score, _ = scorer.compute_score({k: [_one_line(r) for r in v] for k, v in references.items()},
+                                            {k: [_one_line(h)] for k, h in hypotheses.items()})
+        except BaseException:
+            # A half-answered request leaves the jar out of step: stop it (the next call starts a new
+            # one) and free the wrapper's own lock, which it does not release on an error.
+            global _meteor_scorer
+            _stop(scorer.meteor_p)
+            if scorer.lock.locked():
+                scorer.lock.release()
+            _meteor_scorer = None
+            raise
     return float(score)
 
 
