@@ -55,19 +55,15 @@ report.show(report.pretrain_plan(planned), digits=2)
 # %% [markdown]
 # ## The training step
 #
-# One loop trains every model of the book. Its inner step is where the mask lives: after the
-# backward pass the gradients of masked weights are multiplied by their mask, so AdamW never moves
-# them (a zero gradient keeps both moment estimates at zero, and decoupled weight decay of a zero
-# weight is zero). This is the code that runs, read from the library:
+# One loop trains every model of the book; chapter 01 shows it whole. Its inner step is where the
+# mask lives: after the backward pass the gradients of masked weights are multiplied by their mask,
+# so AdamW never moves them (a zero gradient keeps both moment estimates at zero, and decoupled
+# weight decay of a zero weight is zero). These are the lines that run, read from the library:
 
 # %%
-import inspect
+from spdf_lib import figures, training
 
-from spdf_lib import sparsity, training
-
-print(inspect.getsource(sparsity.mask_grads_))
-step = inspect.getsource(training.train)
-print(step[step.index("    for step in range(start"):step.index("        losses.add(loss)")])
+display(Markdown(figures.source_excerpt(training.train, "loss.backward()", "optimizer.step()")))
 
 # %% [markdown]
 # The optimiser is AdamW with a short linear warm-up and a cosine decay to a tenth of the peak rate
@@ -75,13 +71,12 @@ print(step[step.index("    for step in range(start"):step.index("        losses.
 # step, so an interrupted run resumes exactly where it stopped.
 
 # %%
-from spdf_lib.runners import pretrain_optim
-
-report.lr_schedule_figure(pretrain_optim(planned[-1]));
+report.lr_schedule_figure(planned);
 
 # %% [markdown]
-# Figure 4.1: The learning rate of every optimizer step of the last planned run: linear warm-up,
-# then cosine decay.
+# Figure 4.1: The learning rate (dimensionless) of every optimizer step of pre-training, one line
+# per model size (all runs of a size share it): a linear warm-up, then a cosine decay to a tenth of
+# the peak.
 #
 # ## Training
 #
@@ -89,7 +84,8 @@ report.lr_schedule_figure(pretrain_optim(planned[-1]));
 # GPU several runs share the device. For the `gpu` profile the results committed under
 # `tables/gpu/runs/` are reused, so a laptop can render the published numbers without recomputing
 # them. The table lists every run, including chapter 08's baseline (a static random mask at the
-# sparsity iterative pruning reaches); `wall s` sums every resumed segment of a run.
+# sparsity iterative pruning reaches): validation loss (nats per token) and perplexity, passes over
+# the corpus, training FLOPs, and `wall s`, the seconds of every resumed segment of the run summed.
 
 # %%
 out = scheduler.run(P, TABLES, stages=("pretrain",))
@@ -103,8 +99,10 @@ report.show(summary, digits=3)
 report.loss_curves(results.values(), P.sizes);
 
 # %% [markdown]
-# Figure 4.2: Pre-training loss against training tokens. Markers: validation loss of every run (one
-# line per pre-training seed, one colour per sparsity); faint line: training loss of the first seed.
+# Figure 4.2: Pre-training loss (cross-entropy, nats per token) against training tokens (millions),
+# one panel per size. Lines with markers: validation loss on the held-out split, one line per
+# pre-training seed, one colour per sparsity; faint lines: training loss of the first seed. Chapter
+# 08's baseline is not drawn.
 #
 # ## What sparsity costs in pre-training
 #
@@ -114,7 +112,7 @@ report.loss_curves(results.values(), P.sizes);
 # t interval of the mean, and the change against dense with its Welch interval.
 
 # %%
-cells = report.pretrain_cells(summary, P.sparsity_levels)
+cells = report.pretrain_cells(summary, P.sparsity_levels, P.sizes)
 report.write_table(cells, TABLES, P.name, "pretrain_cells")
 report.show(cells, digits=2)
 
@@ -124,16 +122,27 @@ display(Markdown(report.pretrain_findings(summary, cells, P.sizes)))
 # %% [markdown]
 # ## Summary
 #
-# Static random sparsity costs validation perplexity at both sizes, more at the higher level, and the
-# seeds show how much of a difference is noise. The FLOP saving is real in the counting of chapter 02
-# but invisible in wall time on a GPU, whose dense kernels multiply the zeros (chapter 07). Whether
-# the perplexity gap survives dense fine-tuning is the question of chapters 05 and 06.
+# This chapter pre-trained every (size, sparsity) cell with several seeds and measured what static
+# random sparsity costs in validation perplexity, with an interval that includes the spread between
+# seeds; the list above says in how many cells that cost lies beyond the spread. The FLOP saving is
+# exact in the counting of chapter 02; whether it becomes time depends on the hardware: the
+# benchmark quoted above times masked and dense steps on a GPU whose dense kernels multiply the
+# zeros too (chapter 07). Whether the perplexity gap survives dense fine-tuning is the question of
+# chapters 05 and 06.
 #
 # ## Exercises
 #
-# - Run this chapter at the smoke profile (`make book PROFILE=smoke CHAPTER=04`) and compare its
-#   table with the one above: which conclusions survive a model this tiny?
-# - Before looking, predict the ratio of training FLOPs between the dense and the most sparse run
-#   from the formula of chapter 02; then check it against the `training PFLOP` column.
-# - Change `mask_grads_` in your copy to skip the multiply and re-run the smoke profile: what
-#   happens to the sparsity that chapter 01's mask report shows after training?
+# Run the chapter at the smoke profile (`make book PROFILE=smoke CHAPTER=04`, or open it in Jupyter
+# and set `profile = "smoke"` in its parameters cell); each exercise takes seconds.
+#
+# **Exercise 4.1.** Compare the smoke profile's cells table with the one above: which statements of
+# the list above still hold for a model this tiny, and which intervals are now too wide to say?
+#
+# **Exercise 4.2.** Before looking, predict the ratio of training FLOPs between the dense and the most
+# sparse run of each size from the formula of chapter 02 (which weights are sparsified, and which
+# are not); then check it against the `training PFLOP` column. Which size has the ratio closer to
+# one, and why?
+#
+# **Exercise 4.3.** Compare the two sizes by the change in validation loss (the `val loss` column,
+# nats per token) instead of perplexity. Why is a ratio of perplexities the exponential of a
+# difference of losses, and does the order of the sizes change when you read losses?

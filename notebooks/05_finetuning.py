@@ -21,7 +21,8 @@
 # the masks during fine-tuning.
 #
 # **What this chapter shows**: the fine-tuning set-up; the learning-rate search of every cell with
-# its validation-loss curve; fine-tuning curves; and what densifying buys over keeping the masks.
+# its validation-loss curve; fine-tuning curves of both sizes; and what densifying buys over keeping
+# the masks.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "cpu"
@@ -52,11 +53,9 @@ TABLES = Path(tables_dir)
 report.show(report.finetune_settings(P))
 
 # %%
-import inspect
+from spdf_lib import figures, sparsity
 
-from spdf_lib import sparsity
-
-print(inspect.getsource(sparsity.densify))
+display(Markdown(figures.source_excerpt(sparsity.densify, "")))
 
 # %% [markdown]
 # ## The learning-rate search
@@ -70,7 +69,13 @@ print(inspect.getsource(sparsity.densify))
 # %%
 from spdf_lib import runs
 
-print(inspect.getsource(runs.next_rates))
+display(Markdown(figures.source_excerpt(runs.next_rates, "")))
+
+# %% [markdown]
+# The table gives, for every cell, the validation loss (nats per target token) at each peak rate the
+# search tried ('–' where it did not try that rate), the rate chosen, the runner-up (the rate with the
+# second lowest loss, which chapter 06 uses to measure how much the choice matters) and whether the
+# optimum is interior.
 
 # %%
 out = scheduler.run(P, TABLES, stages=("pretrain", "finetune"))
@@ -88,33 +93,36 @@ display(Markdown(report.lr_search_note(out["lr_search"], P)))
 report.lr_search_figure(out["lr_search"], P.sizes, P.task_names);
 
 # %% [markdown]
-# Figure 5.1: Validation loss (nats per target token) against the peak learning rate, for every
-# (size, task); one line per pre-training sparsity, the chosen rate ringed. A rate whose run diverged
-# is left out of its line.
+# Figure 5.1: Validation loss (nats per target token) of the first pre-trained model, fine-tuned with
+# the first fine-tuning seed, against the peak learning rate (log axis, the rates tried as ticks),
+# for every (size, task); one line per pre-training sparsity, the chosen rate ringed. A rate whose
+# run diverged is left out of its line. No error bars: each point is one run.
 #
 # ## Fine-tuning curves
 #
-# Training loss of the chosen runs of the large model (first pre-training and fine-tuning seed), one
-# line per pre-training sparsity. Sparse pre-trained models start from a higher loss; how much of
-# that gap dense fine-tuning closes is the question of chapter 06.
+# Training loss of the chosen runs of both sizes, every pre-trained model with the first
+# fine-tuning seed, one colour per pre-training sparsity. The curves show whether the sparse
+# pre-trained models start from a higher loss and how far apart the sparsity levels still are when
+# fine-tuning ends; how the gap shows on the test sets is the question of chapter 06.
 
 # %%
-report.finetune_curves(out["finetune"].values(), P.sizes[-1], P.task_names, out["lr_search"],
-                       P.pretrain_seeds[0], P.finetune_seeds[0]);
+report.finetune_curves(out["finetune"].values(), P.sizes, P.task_names, out["lr_search"], P.finetune_seeds[0]);
 
 # %% [markdown]
-# Figure 5.2: Training loss (nats per target token, mean over each logging window) against the
-# optimizer step of the chosen fine-tuning runs of the large model.
+# Figure 5.2: Training loss (nats per target token, the mean over each logging window) against the
+# optimizer step of the chosen fine-tuning runs; rows: model sizes, columns: tasks, one line per
+# pre-trained model, one colour per pre-training sparsity.
 #
 # ## What densifying buys: the masks-kept control
 #
 # At the highest pre-training sparsity, each pre-trained model is also fine-tuned with its masks
 # kept, at the rate chosen for dense fine-tuning and with the first fine-tuning seed. The table
-# pairs the two modes on the same model and gives the mean difference with its $95\%$ t interval
-# over pre-trained models.
+# pairs the two modes on the same model and gives the mean difference of the validation loss, masks
+# kept minus dense (positive: removing the masks helps), with its $95\%$ t interval over pre-trained
+# models, and what the interval says about densifying.
 
 # %%
-control = report.control_table(frame)
+control = report.control_table(frame, P.sizes)
 report.show(control)
 
 # %%
@@ -124,15 +132,23 @@ display(Markdown(report.control_findings(control)))
 # ## Summary
 #
 # Every cell's learning rate comes from a search that stops only when its best rate is interior or
-# a stated bound is reached, so the comparison in chapter 06 does not hinge on a grid that was too
-# narrow for one of the models. The control isolates what densifying adds on top of the sparse
-# pre-trained weights.
+# a stated bound is reached (the note above says which cells, if any, hit the bound), so the
+# comparison in chapter 06 does not hinge on a grid that was too narrow for one of the models. The
+# control measures, on the same pre-trained models, what removing the masks adds to fine-tuning.
 #
 # ## Exercises
 #
-# - At the smoke profile, narrow the grid in `spdf_lib/profiles.py` to a single rate and re-run this
-#   chapter: what does the search note say, and what does chapter 06 then refuse to conclude?
-# - Read `runs.next_rates` above and work out by hand which rates it asks for when the losses are
-#   lowest at the smallest rate twice in a row.
-# - Compare the control table with the one of chapter 06 (test scores): does the validation loss
-#   order the two modes the same way as the test metric?
+# Run the chapter at the smoke profile (`make book PROFILE=smoke CHAPTER=05`, or open it in Jupyter
+# and set `profile = "smoke"` in its parameters cell); each exercise takes seconds.
+#
+# **Exercise 5.1.** At the smoke profile, read the search note: in how many cells was the bound hit?
+# Raise `max_extensions` of the smoke profile's search in `spdf_lib/profiles.py` by one and re-run
+# the chapter: which of those cells become interior, and how many more fine-tuning runs did it cost?
+#
+# **Exercise 5.2.** Read `runs.next_rates` above and work out by hand which rates it asks for, in
+# order, when the validation loss keeps falling towards smaller rates. Then check your answer by
+# calling it on a dictionary of made-up losses, `runs.next_rates({...}, P.finetune.lr_search)`.
+#
+# **Exercise 5.3.** Compare the control table above (validation loss) with the control table of
+# chapter 06 (test metric): do the two order dense fine-tuning and masks-kept fine-tuning the same
+# way, and where do their intervals disagree?

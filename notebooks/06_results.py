@@ -50,6 +50,10 @@ display(Markdown(verdicts.rules_markdown()))
 
 # %% [markdown]
 # ## The runs
+#
+# Every evaluation of the final fine-tuning runs is read from the results of the grid: where it was
+# computed is stated first, then what one value of Tables 1 and 2 is made of, computed from the runs
+# themselves.
 
 # %%
 out = scheduler.run(P, TABLES, stages=("pretrain", "finetune", "eval"))
@@ -61,6 +65,10 @@ display(Markdown(findings.table_caption(cells, P)))
 
 # %% [markdown]
 # ## Table 1: the GPT-2 Small analog
+#
+# The smaller model after dense fine-tuning, one row per task, one column group per pre-training
+# sparsity: our value, our change against dense with its interval, and the paper's published value
+# or change where the sources give one.
 
 # %%
 table1 = verdicts.results_table(cells, small, "gpt2-small", P.sparsity_levels, P.task_names)
@@ -69,6 +77,8 @@ report.show(table1)
 
 # %% [markdown]
 # ## Table 2: the GPT-3 XL analog
+#
+# The same for the larger model, which stands for the paper's GPT-3 XL.
 
 # %%
 table2 = verdicts.results_table(cells, large, "gpt3-xl", P.sparsity_levels, P.task_names)
@@ -77,19 +87,29 @@ report.show(table2)
 
 # %% [markdown]
 # ## Figure 4: E2E BLEU and summarization perplexity against pre-training sparsity
+#
+# The paper's Figure 4 plots the two tasks it reads its second hypothesis from. Here both sizes share
+# the E2E panel; summarization gets one panel per size, because the two perplexity scales differ too
+# much for one linear axis.
 
 # %%
 findings.figure4(cells, P.sizes, P.sparsity_levels, {small: f"{small} (GPT-2 Small analog)",
                                                     large: f"{large} (GPT-3 XL analog)"});
 
 # %% [markdown]
-# Figure 6.1: Test E2E BLEU (left, higher is better) and test perplexity of the reference summaries
-# (right, lower is better) against pre-training sparsity, after dense fine-tuning. Points are cell
-# means; error bars are $95\%$ t intervals of the mean over pre-trained models (each model the mean
-# of its fine-tuning seeds). The black squares are the paper's GPT-3 XL E2E values with their
-# published spread; the paper's models and data differ from ours, so only the shape compares.
+# Figure 6.1: Test E2E BLEU (left, points, higher is better) and test perplexity of the reference
+# summaries (middle and right, one panel per size, lower is better) against pre-training sparsity,
+# after dense fine-tuning, on linear axes. Points are cell means; error bars are $95\%$ t intervals
+# of the mean over pre-trained models (each model the mean of its fine-tuning runs), none where a
+# cell has a single model. The black squares are the paper's GPT-3 XL E2E values with their published
+# ± (the paper's 'variation' over fine-tuning runs, estimator not stated); the paper's models and data
+# differ from ours, so only the shape compares. Points of one sparsity are shifted sideways so that
+# their bars do not overlap.
 #
 # ## The verdicts
+#
+# Each hypothesis, judged by the rules printed at the top of the page: first the verdicts, then every
+# judged cell with its estimate, interval and outcome.
 
 # %%
 results = [verdicts.verdict_h1(cells, P.sizes, P.sparsity_levels),
@@ -97,101 +117,140 @@ results = [verdicts.verdict_h1(cells, P.sizes, P.sparsity_levels),
            verdicts.verdict_h3(cells, small, large, P.sparsity_levels, P.task_names)]
 summary = findings.verdict_summary(results)
 report.write_table(summary, TABLES, P.name, "verdicts")
+report.write_table(findings.verdict_cells(results), TABLES, P.name, "verdict_cells")
 report.show(summary)
 
-# %% [markdown]
-# Every judged cell, with the quantity compared, its estimate and $95\%$ interval, and its outcome:
+# %%
+for caption, table in findings.verdict_tables(results):
+    display(report.show(table, caption=caption))
 
 # %%
-judged = findings.verdict_cells(results)
-report.write_table(judged, TABLES, P.name, "verdict_cells")
-report.show(judged)
+findings.delta_figure(cells, P);
 
 # %% [markdown]
+# Figure 6.2: The cells of H1: the change in test BLEU against the dense model of the same size
+# (points), with the $95\%$ t interval of the change over pre-trained models (bars, Welch degrees of
+# freedom). The dashed red line is H1's margin: a cell is preserved when its whole bar lies to the
+# right of it, degraded when the whole bar lies to its left. Black diamonds: the paper's published
+# change for that model and sparsity, where there is one.
+#
 # ## The noise floor
 #
-# A difference means something only against the noise of the setup that produced it. The table
-# splits each cell's spread into its sources: the standard deviation between pre-trained models
-# beyond what their fine-tuning seeds explain (pre-training seed), the standard deviation between
-# fine-tuning seeds of one model, and how far the first model's score moves when the search's
-# runner-up rate is used instead of the chosen one (learning-rate choice). The last columns give the
-# smallest change against dense that this design detects with a two-sided test at the five percent
-# level and eighty percent power, beside the change the paper publishes.
+# A difference means something only against the noise of the setup that produced it. The first
+# table splits each cell's spread into its sources, in the unit of the cell's metric: the standard
+# deviation between pre-trained models beyond what their fine-tuning seeds explain (pre-training
+# seed), the standard deviation between fine-tuning seeds of one model, and how far one run's score
+# moves when the search's runner-up rate is used instead of the chosen one (learning-rate choice).
+# The second gives, for every sparse cell, the smallest change against dense that this design
+# detects with a two-sided test at the five percent level and eighty percent power, beside the
+# change the paper publishes.
 
 # %%
 noise = verdicts.noise_floor(cells, evals, out["lr_search"], P.sizes, P.sparsity_levels,
                              findings.paper_models(P))
 report.write_table(noise, TABLES, P.name, "noise_floor")
-report.show(noise, digits=2)
-
-# %%
-display(Markdown(findings.noise_floor_note(noise)))
+spread, detectable = findings.noise_tables(noise)
+display(report.show(spread, digits=2, caption="Sources of spread, per cell (BLEU points or perplexity)."))
+display(report.show(detectable, digits=2, caption="Smallest detectable change against dense, per sparse cell."))
+display(Markdown(findings.noise_floor_note(noise, cells)))
 
 # %% [markdown]
 # ## Against the paper, in size as well as sign
 #
 # A change in the paper's direction is weak evidence when ours is several times larger, or when our
 # interval is so wide that it contains both the paper's value and zero. The table sets every cell
-# with a published change beside ours.
+# with a published change beside ours, with the interval of Tables 1 and 2; the perplexity rows are
+# compared by sign only.
 
 # %%
 comparison = findings.paper_comparison(cells, P)
 report.write_table(comparison, TABLES, P.name, "paper_comparison")
-report.show(comparison, digits=2)
-
-# %%
-display(Markdown(findings.comparison_note(comparison)))
+display(report.show(comparison))
+display(Markdown(findings.comparison_note(cells, P)))
 
 # %% [markdown]
-# Three features of the sources matter for reading this comparison:
+# Three features of the sources matter for reading this comparison.
 #
-# - The two versions of the blog differ. The [first version](#bib-spdf-blog-first) supports its
-#   first hypothesis with E2E and says of WebNLG only:
+# - **The two versions of the blog differ.** The [first version](#bib-spdf-blog-first) supports its
+#   first hypothesis with E2E numbers and says of WebNLG only, without a number:
 #
 #   > Similarly, on WebNLG, we observe the same trend at 50% sparsity for the GPT-3 XL model.
 #
-#   without a number; the [updated version](#bib-spdf-blog-update) publishes the changes of all three
-#   data-to-text tasks for the most sparse GPT-3 XL and the half-sparse GPT-2 Small, and restates the
-#   saving as a share of the FLOPs rather than a factor.
-# - The first version names its own exception to the third hypothesis:
+#   The [updated version](#bib-spdf-blog-update) widens the claim to every data-to-text task:
+#
+#   > Our results indicate that we can pre-train these GPT models with up to 75% sparsity without
+#   > any significant degradation across all NLG tasks.
+#
+#   It publishes the changes of all three data-to-text tasks for the most sparse GPT-3 XL and the
+#   half-sparse GPT-2 Small, restates the saving as a share of the FLOPs rather than a factor, gives
+#   the GPT-2 Small E2E loss at the higher sparsity with a different last digit, names other tasks
+#   as the evidence for the third hypothesis, and drops the exception below:
+#
+#   > Our results validate this hypothesis for the DART and Curation Corpus tasks.
+#
+#   where the first version reads
+#
+#   > Our results validate this hypothesis for the E2E and Curation Corpus tasks.
+#
+# - **The first version names its own exception to the third hypothesis**:
 #
 #   > However, we found an exception to this trend in the WebNLG and DART datasets, where the larger
 #   > GPT-3 XL model has a higher degradation at 75% sparsity compared to the smaller GPT-2 Small model.
 #
-#   The paper's main evidence for that hypothesis is E2E; whether our E2E cell agrees with it, and with
-#   what interval, is in the H3 rows above.
-# - Summarization is not the paper's data set (BBC News summaries stand in for Curation Corpus) and
-#   our tokenizer and model scale set a different perplexity scale, which is why H2 and H3 are judged
-#   on the per-token loss and the perplexity changes are compared by sign only.
+#   Both versions cite E2E as the example of the trend (the larger model losing less BLEU than
+#   the smaller one at the higher sparsity), with Curation Corpus.
+# - **Summarization is not the paper's data set.** [BBC News Summary](#bib-bbc) stands in for
+#   [Curation Corpus](#bib-curation) (chapter 03 says why), and our tokenizer and model scale set a
+#   different perplexity scale, which is why H2 and H3 are judged on the per-token loss and the
+#   perplexity changes are compared by sign only.
 #
-# ## This setup beside the paper's
+# What our runs say on each of these points, computed:
 
 # %%
-report.show(findings.setup_vs_paper(P, out["pretrain"].values(), evals))
+display(Markdown(findings.sources_note(cells, P, results)))
+
+# %% [markdown]
+# ## This setup beside the paper's
+#
+# What differs between the paper's experiment and this one, aspect by aspect, computed from the
+# profile and the runs (the paper's column from its sources).
+
+# %%
+report.show(findings.setup_vs_paper(P, out["pretrain"].values(), evals, cells))
 
 # %% [markdown]
 # ## What densifying buys on the test sets
 #
 # The masks-kept control of chapter 05, evaluated like the dense fine-tuning runs and paired on the
-# same pre-trained models:
+# same pre-trained models: the test metric of dense fine-tuning minus that of fine-tuning with the
+# masks kept, its $95\%$ t interval over pre-trained models, and whether densifying helps (a better
+# test metric beyond the interval's doubt), hurts, or cannot be told apart from zero.
 
 # %%
-report.show(findings.control_test_table(evals, out["lr_search"]))
+control = findings.control_test_table(evals, out["lr_search"], P.sizes)
+display(report.show(control))
+display(Markdown(findings.control_test_note(control)))
 
 # %% [markdown]
 # ## Decoding, and examples of decoded outputs
 #
-# The data-to-text outputs come from batched beam search with a key-value cache: at each step every
-# live hypothesis is extended by every token, scored by its summed log-probability divided by a
-# length penalty, and the best `beam_size` survive; repeated n-grams are banned. The core loop:
+# The data-to-text outputs come from batched beam search with a key-value cache. At each step every
+# live hypothesis is extended by every token and scored by its summed log-probability; repeated
+# n-grams are banned; the best `beam_size` candidates that do not end the text stay as running beams,
+# and those that emit the end-of-text token become finished hypotheses, scored by their
+# log-probability divided by a length penalty. This is one step, read from the library:
 
 # %%
-import inspect
+from spdf_lib import figures, model
 
-from spdf_lib import model
+display(Markdown(figures.source_excerpt(model._beam, "for t in range(T):", "history[:, t] = tok.view(-1)")))
 
-beam = inspect.getsource(model._beam)
-print(beam[:beam.index("    return")] if "    return" in beam else beam)
+# %% [markdown]
+# A prompt stops when it has `beam_size` finished hypotheses and its best running beam, scored at its
+# current length, can no longer beat the worst of them:
+
+# %%
+display(Markdown(figures.source_excerpt(model._beam, "beaten = ", "done = done |")))
 
 # %% [markdown]
 # The test inputs where the large dense model and its most sparse counterpart (first pre-training and
@@ -207,8 +266,7 @@ display(Markdown("\n\n".join("\n".join(f"- **{k}**: {v}" for k, v in ex.items())
 # ## The published run beside this one
 #
 # The tables of the `gpu` profile are committed with the book, so a reader who re-runs a smaller
-# profile can compare against them. (When this chapter itself runs at the `gpu` profile, the two
-# column groups are the same run.)
+# profile can set Table 2 of that run beside the published one.
 
 # %%
 report.show(findings.published_beside(TABLES, P.name, store.REPO_ROOT / "tables"))
@@ -216,18 +274,28 @@ report.show(findings.published_beside(TABLES, P.name, store.REPO_ROOT / "tables"
 # %% [markdown]
 # ## Summary
 #
-# The tables, the verdicts and the noise floor above are computed from the committed runs by rules
-# fixed in advance. Where an interval is too wide to decide, the verdict says so; where the setup
-# cannot detect changes as small as the paper's, the noise-floor section says so in words. A
-# verdict at this scale is a statement about models far smaller than the paper's, trained on far
-# less data, not a verdict on the paper.
-#
+# The tables, the verdicts and the noise floor above are computed from the runs by rules fixed in
+# advance. Where an interval is too wide to decide, the verdict says so; where the setup cannot
+# detect changes as small as the paper's, the noise-floor section says so in words. A verdict at
+# this scale is a statement about models far smaller than the paper's, trained on far less data
+# (the set-up table above), not a verdict on the paper. In short:
+
+# %%
+display(Markdown(findings.summary_note(results, noise, cells, P)))
+
+# %% [markdown]
 # ## Exercises
 #
-# - Re-run this chapter at the smoke profile and read the verdict table: which rule refuses to
-#   decide, and why?
-# - Change `BLEU_MARGIN` in `spdf_lib/verdicts.py` and predict, before re-running, which H1 cells
-#   change outcome; the intervals in the verdict table are enough to answer.
-# - Using the noise-floor table, estimate how many pre-training seeds a cell would need for its
-#   smallest detectable change to reach the paper's published change (the standard error shrinks
-#   with the square root of the number of pre-trained models).
+# Run the chapter at the smoke profile (`make book PROFILE=smoke CHAPTER=06`, or open it in Jupyter
+# and set `profile = "smoke"` in its parameters cell); each exercise takes seconds.
+#
+# **Exercise 6.1.** At the smoke profile, read the verdict tables: which cells are inconclusive
+# because their interval crosses the line of the rule, and which are not computable? What would
+# have to change in the profile for them to decide?
+#
+# **Exercise 6.2.** Change `BLEU_MARGIN` in `spdf_lib/verdicts.py` and predict, before re-running,
+# which H1 cells change outcome; the bars of Figure 6.2 are enough to answer.
+#
+# **Exercise 6.3.** Using the table of detectable changes above, estimate how many pre-trained models
+# per cell it would take for the smallest detectable change of a cell to reach the paper's published
+# change (the standard error shrinks with the square root of the number of pre-trained models).

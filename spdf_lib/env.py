@@ -19,15 +19,15 @@ from pathlib import Path
 from typing import Iterable
 
 from . import __version__
+from .store import REPO_ROOT
 from .profiles import Profile, get_profile
 
 __all__ = [
-    "REPO_ROOT", "PROVENANCE_MARKER", "device", "describe_device", "utc_now", "commit", "environment",
+    "PROVENANCE_MARKER", "device", "describe_device", "utc_now", "commit", "environment",
     "chapter_header", "provenance",
 ]
 
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # How every provenance note begins (the book runner adds one to a page that shows none).
 PROVENANCE_MARKER = "**Where these numbers come from.**"
 

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import scheduler, store
+from . import placement, scheduler, store
 from .profiles import get_profile
 from .runs import STAGES
 
@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the SPDF experiment grid of one profile.")
     parser.add_argument("--profile", required=True)
     parser.add_argument("--tables-dir", default=str(store.REPO_ROOT / "tables"))
-    parser.add_argument("--workers", type=int, default=None, help="runs side by side (default: the profile's)")
+    parser.add_argument("--workers", type=int, default=None, help="runs side by side per GPU (default: the profile's)")
+    parser.add_argument("--gpus", default=None, help="GPUs to spread the runs over: 'all' or indices such as 0,1 "
+                                                     "(default: $SPDF_GPUS, else every GPU)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop (with checkpoints) after this many minutes; re-run to resume")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {STAGES}")
@@ -35,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         profile = get_profile(args.profile)
         if scheduler.needs_gpu(profile):
             raise RuntimeError(f"profile {profile.name!r} is computed on a CUDA GPU and none is available here")
+        import torch
+
+        placement.grid_gpus(args.gpus, torch.cuda.device_count() if torch.cuda.is_available() else 0)  # a bad value stops here
     except (ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -43,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with store.build_lock([(Path(args.tables_dir), "tables dir"), (store.cache_root(), "cache folder")]):
             out = scheduler.run(profile, Path(args.tables_dir), workers=args.workers, deadline=deadline,
-                                stages=tuple(s for s in args.stages.split(",") if s), progress=False)
+                                stages=tuple(s for s in args.stages.split(",") if s), progress=False, gpus=args.gpus)
     except (ValueError, RuntimeError) as err:  # store.BuildLockedError included
         print(f"error: {err}", file=sys.stderr)
         return 2

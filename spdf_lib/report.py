@@ -4,13 +4,15 @@ table writer every chapter uses. Chapter 06's views are in ``spdf_lib.findings``
 from __future__ import annotations
 
 import math
+import numbers
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from . import stats, store
-from .verdicts import METRIC, TASK_LABEL, level_label
+from .verdicts import TASK_LABEL, level_label
 
 __all__ = [
     "write_table", "show", "level_label", "pretrain_plan", "pretrain_summary", "pretrain_cells", "loss_curves",
@@ -52,10 +54,55 @@ def _fmt(value) -> str:
     return str(value)
 
 
+_MISSING = ("", "n/a", "–", "-")
+
+
+def _missing(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return math.isnan(float(value))
+    return isinstance(value, str) and value.strip() in _MISSING
+
+
+def _display_cell(value, digits: int) -> str:
+    """One cell as a reader sees it: yes/no, thousands separators, ``digits`` decimals (none at
+    or above ten thousand, where decimals are noise), 'n/a' for a missing number."""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, numbers.Integral):
+        return f"{value:,}"
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:,.{digits}f}"
+    return "n/a" if value is None else str(value)
+
+
+def _is_sparsity(column) -> bool:
+    last = column[-1] if isinstance(column, tuple) else column
+    return str(last) == "sparsity"
+
+
 def show(frame: pd.DataFrame, digits: int = 3, caption: str | None = None):
-    """A table for reading: no index, numbers rounded, every cell shown in full (wrapped, never cut)."""
-    styler = frame.style.hide(axis="index").format(precision=digits, na_rep="n/a", thousands=",")
-    styler = styler.set_table_styles([{"selector": "td, th", "props": "white-space: normal; text-align: left;"}])
+    """A table for reading: no index, numbers rounded, every cell shown in full (wrapped, never cut).
+
+    A numeric ``sparsity`` column is shown as labels ('dense', '75% sparse'); a column with no value
+    in any row is left out, and the caption says which."""
+    shown = frame.copy()
+    for column in shown.columns:
+        if _is_sparsity(column) and pd.api.types.is_numeric_dtype(shown[column]):
+            shown[column] = shown[column].map(level_label)
+    empty = [c for c in shown.columns if len(shown) and all(_missing(v) for v in shown[c])]
+    if empty:
+        shown = shown.drop(columns=empty)
+        names = ", ".join(" / ".join(str(p) for p in c if str(p)) if isinstance(c, tuple) else str(c) for c in empty)
+        note = f"Not shown: {names} (no value in any row)."
+        caption = f"{caption} {note}" if caption else note
+    styler = shown.style.hide(axis="index").format(lambda v: _display_cell(v, digits), escape="html")
+    styler = styler.set_table_styles([{"selector": "td, th", "props": "white-space: normal; text-align: left;"},
+                                      {"selector": "caption", "props": "caption-side: top; text-align: left;"}])
     if caption:
         styler = styler.set_caption(caption)
     return styler
@@ -95,11 +142,14 @@ def pretrain_summary(results: Iterable[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["size", "sparsity", "seed"]).reset_index(drop=True)
 
 
-def pretrain_cells(summary: pd.DataFrame, grid_levels: Sequence[float]) -> pd.DataFrame:
+def pretrain_cells(summary: pd.DataFrame, grid_levels: Sequence[float], sizes: Sequence[str] = ()) -> pd.DataFrame:
     """Validation perplexity per (size, sparsity) over pre-training seeds: mean, sample sd, 95% t
-    interval of the mean, and the change against dense with its interval (Welch)."""
+    interval of the mean, and the change against dense with its interval (Welch). Sizes in the
+    order of ``sizes`` (then any others)."""
     rows = []
-    for size, group in summary.groupby("size"):
+    present = list(dict.fromkeys(summary["size"]))
+    for size in [s for s in sizes if s in present] + [s for s in present if s not in sizes]:
+        group = summary[summary["size"] == size]
         dense = group[group["sparsity"] == 0.0]["val PPL"].tolist()
         for level in grid_levels:
             values = group[group["sparsity"] == level]["val PPL"].tolist()
@@ -109,10 +159,13 @@ def pretrain_cells(summary: pd.DataFrame, grid_levels: Sequence[float]) -> pd.Da
                    "val PPL mean": sum(values) / len(values),
                    "sd": float(pd.Series(values).std(ddof=1)) if len(values) > 1 else math.nan}
             try:
-                row["95% CI of mean"] = stats.mean_interval(values).text().replace("+", "")
+                iv = stats.mean_interval(values)
+                row["95% CI of mean"] = f"[{iv.low:.2f}, {iv.high:.2f}]"
             except stats.NotComputable:
                 row["95% CI of mean"] = "n/a (one seed)"
-            if level > 0:
+            if level == 0:
+                row["Δ vs dense [95% CI]"] = "–"
+            else:
                 try:
                     row["Δ vs dense [95% CI]"] = stats.contrast([(1, values), (-1, dense)]).text()
                 except stats.NotComputable:
@@ -150,19 +203,27 @@ def loss_curves(results: Iterable[dict], sizes: Iterable[str]):
     return fig
 
 
-def lr_schedule_figure(optim):
-    """Figure: the learning rate of every step (a pure function, ``training.lr_at``)."""
+def lr_schedule_figure(planned: Iterable):
+    """Figure: the learning rate of every optimizer step (a pure function, ``training.lr_at``) of the
+    first planned run of each size (every run of a size shares its schedule)."""
     import matplotlib.pyplot as plt
 
+    from .runners import pretrain_optim
     from .training import lr_at
 
-    steps = list(range(optim.total_steps))
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.plot(steps, [lr_at(s, optim) for s in steps])
+    first = {}
+    for run in planned:
+        first.setdefault(run.size, run)
+    fig, ax = plt.subplots(figsize=(6.5, 3))
+    for size, run in first.items():
+        optim = pretrain_optim(run)
+        steps = list(range(optim.total_steps))
+        ax.plot(steps, [lr_at(s, optim) for s in steps], label=f"{size} ({optim.total_steps:,} steps)")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
-    ax.set_title("warm-up then cosine decay")
+    ax.set_title("pre-training schedule: linear warm-up, then cosine decay")
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -182,6 +243,19 @@ def pretrain_findings(summary: pd.DataFrame, cells: pd.DataFrame, sizes: Iterabl
                      + "; ".join(parts) + ".")
     lines.append(f"- Each value is the mean over {seeds} pre-training seed(s); a bracket is the 95% Welch t "
                  f"interval of the change over those seeds (n/a with one seed).")
+    intervals = []
+    for (size, level), group in grid[grid["sparsity"] > 0].groupby(["size", "sparsity"]):
+        dense = grid[(grid["size"] == size) & (grid["sparsity"] == 0.0)]["val PPL"].tolist()
+        try:
+            intervals.append(stats.contrast([(1, group["val PPL"].tolist()), (-1, dense)]))
+        except stats.NotComputable:
+            pass
+    if intervals:
+        above, below = sum(iv.low > 0 for iv in intervals), sum(iv.high < 0 for iv in intervals)
+        lines.append(f"- Of the {len(intervals)} sparse (size, sparsity) cells with an interval, the whole interval of "
+                     f"the change lies above zero in {above} (there sparse pre-training raised the validation "
+                     f"perplexity by more than the spread between seeds explains), below zero in {below}, and "
+                     f"contains zero in {len(intervals) - above - below}.")
     for size in sizes:
         part = grid[grid["size"] == size]
         dense_f = part[part["sparsity"] == 0.0]["training PFLOP"].mean()
@@ -226,7 +300,7 @@ def finetune_settings(profile) -> pd.DataFrame:
                      "test inputs": "all" if t.max_test_inputs is None else t.max_test_inputs,
                      "batch": ft.batch_size, "max tokens": ft.max_len,
                      "beam": ft.beam_size if t.max_new_tokens else "-",
-                     "length penalty": ft.length_penalty if t.max_new_tokens else "-",
+                     "length penalty": f"{ft.length_penalty:g}" if t.max_new_tokens else "-",
                      "no-repeat n-gram": ft.no_repeat_ngram_size if t.max_new_tokens else "-",
                      "max new tokens": t.max_new_tokens if t.max_new_tokens else "- (perplexity)"})
     return pd.DataFrame(rows)
@@ -242,48 +316,67 @@ def finetune_frame(results: Iterable[dict]) -> pd.DataFrame:
                                           ).reset_index(drop=True)
 
 
+def _rates(c: dict) -> dict[float, float]:
+    """A cell's validation loss by rate, keys as floats (results on disk store them as strings)."""
+    return {float(lr): float(loss) for lr, loss in c["losses"].items()}
+
+
 def lr_search_table(lr_search: Iterable[dict]) -> pd.DataFrame:
-    """One row per (size, sparsity, task): the validation loss at every rate tried, the chosen rate,
-    the runner-up and where the optimum sits."""
+    """One row per (size, sparsity, task): the validation loss (nats per target token) at every rate
+    tried, one column per rate ('–': not tried there), the chosen rate, the runner-up and where the
+    optimum sits."""
+    cells = list(lr_search)
+    rates = sorted({lr for c in cells for lr in _rates(c)})
     rows = []
-    for c in lr_search:
+    for c in cells:
+        losses = _rates(c)
         row = {"size": c["size"], "sparsity": level_label(c["sparsity"]), "task": TASK_LABEL[c["task"]]}
-        row["rates tried"] = len(c["losses"])
-        row["dev loss by rate"] = ", ".join(f"{float(lr):g}: {loss:.3f}" for lr, loss in sorted(c["losses"].items()))
-        row["chosen"] = c["chosen"]
-        row["runner-up"] = c["runner_up"]
+        for lr in rates:
+            row[("validation loss at peak learning rate", f"{lr:g}")] = losses.get(lr, "–")
+        row["chosen"] = "–" if c["chosen"] is None else f"{float(c['chosen']):g}"
+        row["runner-up"] = "–" if c["runner_up"] is None else f"{float(c['runner_up']):g}"
         row["optimum"] = c["status"]
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.columns = pd.MultiIndex.from_tuples([c if isinstance(c, tuple) else ("", c) for c in frame.columns])
+    return frame
 
 
 def lr_search_figure(lr_search: Iterable[dict], sizes: Sequence[str], tasks: Sequence[str]):
     """Figure: validation loss against learning rate for every cell (rows: sizes, columns: tasks, one
-    line per pre-training sparsity, the chosen rate ringed)."""
+    line per pre-training sparsity, the chosen rate ringed; a diverged rate, non-finite, left out)."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullFormatter, NullLocator
 
     cells = list(lr_search)
-    fig, axes = plt.subplots(len(sizes), len(tasks), figsize=(3.6 * len(tasks), 3.0 * len(sizes)), squeeze=False)
+    fig, axes = plt.subplots(len(sizes), len(tasks), figsize=(3.6 * len(tasks), 3.1 * len(sizes)), squeeze=False)
     for i, size in enumerate(sizes):
         for j, task in enumerate(tasks):
             ax = axes[i][j]
+            tried = set()
             for c in sorted((c for c in cells if c["size"] == size and c["task"] == task), key=lambda c: c["sparsity"]):
-                lrs = sorted(float(lr) for lr in c["losses"])
-                losses = [c["losses"][lr] if lr in c["losses"] else c["losses"][str(lr)] for lr in lrs]
-                finite = [(lr, v) for lr, v in zip(lrs, losses) if math.isfinite(v)]
+                finite = sorted((lr, v) for lr, v in _rates(c).items() if math.isfinite(v))
+                tried |= {lr for lr, _ in finite}
                 colour = LEVEL_COLOURS.get(c["sparsity"], "tab:gray")
                 ax.plot([lr for lr, _ in finite], [v for _, v in finite], "o-", color=colour, markersize=3,
                         label=level_label(c["sparsity"]))
-                if c["chosen"] is not None:
-                    chosen = dict(finite).get(float(c["chosen"]))
-                    if chosen is not None:
-                        ax.plot([c["chosen"]], [chosen], "o", markersize=9, markerfacecolor="none", color=colour)
+                chosen = dict(finite).get(float(c["chosen"])) if c["chosen"] is not None else None
+                if chosen is not None:
+                    ax.plot([float(c["chosen"])], [chosen], "o", markersize=10, markerfacecolor="none", color=colour)
             ax.set_xscale("log")
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ticks = sorted(tried)
+            ax.set_xticks(ticks, [f"{lr:g}" for lr in ticks], rotation=45, ha="right", fontsize=7)
             ax.set_title(f"{TASK_LABEL[task]} ({size})", fontsize=9)
             ax.set_xlabel("peak learning rate")
             ax.set_ylabel("validation loss (nats/token)")
             ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    handles.append(Line2D([], [], marker="o", markersize=10, markerfacecolor="none", color="black", linestyle=""))
+    labels.append("chosen rate")
+    axes[0][0].legend(handles, labels, fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -298,46 +391,67 @@ def lr_search_note(lr_search: Sequence[dict], profile) -> str:
     counts = pd.Series([c["status"] for c in cells]).value_counts().to_dict()
     extended = sum(c["losses"] and (min(map(float, c["losses"])) < min(search.grid)
                                      or max(map(float, c["losses"])) > max(search.grid)) for c in cells)
-    bound = [f"{c['size']} {level_label(c['sparsity'])} {TASK_LABEL[c['task']]} ({c['status']})"
-             for c in cells if c["status"].startswith("bound")]
     text = (f"Of the {len(cells)} cells, the best validation loss is interior in {counts.get('interior', 0)}; "
             f"{extended} needed the search extended past the initial grid of {len(search.grid)} rates (by a factor "
-            f"of {search.factor:g}, at most {search.max_extensions} times on each side).")
+            f"of {search.factor:g}, at most {search.max_extensions} time{'' if search.max_extensions == 1 else 's'} "
+            f"on each side).")
+    bound = {}
+    for c in cells:
+        if c["status"].startswith("bound"):
+            name = f"{c['size']} {level_label(c['sparsity'])} {TASK_LABEL[c['task']]}"
+            bound.setdefault(c["status"], []).append(name)
     if bound:
-        text += " The bound was hit in: " + "; ".join(bound) + "."
+        listed = "; ".join(f"at the {status.removeprefix('bound hit ').strip('()')} in {', '.join(names)}"
+                           for status, names in bound.items())
+        text += (f" The bound was hit in {sum(map(len, bound.values()))} cells, {listed}: their chosen rate is the "
+                 f"best tried, not necessarily the best.")
     else:
         text += " No cell hit the bound."
     return text
 
 
-def finetune_curves(results: Iterable[dict], size: str, tasks: Iterable[str], lr_search: Iterable[dict],
-                    pretrain_seed: int, seed: int):
-    """Figure: training loss of the chosen dense runs of ``size`` (one pre-training and fine-tuning
-    seed), one panel per task, one line per pre-training sparsity."""
+def finetune_curves(results: Iterable[dict], sizes: Sequence[str], tasks: Iterable[str], lr_search: Iterable[dict],
+                    seed: int):
+    """Figure: training loss of the chosen dense runs (rows: sizes, columns: tasks), one colour per
+    pre-training sparsity and one line per pre-trained model, all with fine-tuning seed ``seed``."""
     import matplotlib.pyplot as plt
 
-    tasks = list(tasks)
-    chosen = {(c["sparsity"], c["task"]): c["chosen"] for c in lr_search if c["size"] == size}
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.3), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for r in sorted(results, key=lambda r: r["sparsity"]):
-            if (r["size"], r["task"], r["keep_masks"], r["seed"], r["pretrain_seed"]) == \
-                    (size, task, False, seed, pretrain_seed) and chosen.get((r["sparsity"], task)) == r["lr"]:
-                ax.plot(r["log"]["train_step"], r["log"]["train_loss"], color=LEVEL_COLOURS.get(r["sparsity"]),
-                        label=f"{level_label(r['sparsity'])} pre-training")
-        ax.set_title(f"{TASK_LABEL[task]} ({size})")
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("training loss (nats/token)")
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    results, tasks, sizes = list(results), list(tasks), list(sizes)
+    chosen = {(c["size"], float(c["sparsity"]), c["task"]): c["chosen"] for c in lr_search}
+    fig, axes = plt.subplots(len(sizes), len(tasks), figsize=(4 * len(tasks), 3.2 * len(sizes)), squeeze=False)
+    for i, size in enumerate(sizes):
+        for j, task in enumerate(tasks):
+            ax, labelled = axes[i][j], set()
+            for r in sorted(results, key=lambda r: (r["sparsity"], r["pretrain_seed"])):
+                level = float(r["sparsity"])
+                if (r["size"], r["task"], r["keep_masks"], r["seed"]) != (size, task, False, seed) \
+                        or chosen.get((size, level, task)) != r["lr"]:
+                    continue
+                label = None if level in labelled else f"{level_label(level)} pre-training"
+                labelled.add(level)
+                ax.plot(r["log"]["train_step"], r["log"]["train_loss"], color=LEVEL_COLOURS.get(level, "tab:gray"),
+                        linewidth=1, alpha=0.8, label=label)
+            ax.set_title(f"{TASK_LABEL[task]} ({size})", fontsize=9)
+            ax.set_xlabel("optimizer step")
+            ax.set_ylabel("training loss (nats/token)")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
-def control_table(runs: pd.DataFrame) -> pd.DataFrame:
+def _densifying(iv) -> str:
+    """What a paired interval of 'masks kept minus dense' (lower is better) says about densifying."""
+    if iv is None:
+        return "no interval (one model)"
+    return "helps" if iv.low > 0 else "hurts" if iv.high < 0 else "unclear (interval contains 0)"
+
+
+def control_table(runs: pd.DataFrame, sizes: Sequence[str] = ()) -> pd.DataFrame:
     """Validation loss with masks removed vs kept, for the models that have the control: the two
     modes on the same pre-trained models (first fine-tuning seed), the mean difference and its 95%
-    t interval over pre-trained models (paired: same model, same rate)."""
+    t interval over pre-trained models (paired: same model, same rate). Rows in the order of
+    ``sizes`` and of the book's tasks."""
     control = runs[runs["mode"] != "dense"]
     if control.empty:
         return pd.DataFrame()
@@ -346,22 +460,28 @@ def control_table(runs: pd.DataFrame) -> pd.DataFrame:
                                                 suffixes=(" kept", " dense"))
     paired["diff"] = paired["dev loss kept"] - paired["dev loss dense"]
     rows = []
-    for (size, level, task), group in paired.groupby(["size", "sparsity", "task"]):
+    for (size, level, task), group in paired.groupby(["size", "sparsity", "task"], sort=False):
         diffs = group["diff"].tolist()
-        row = {"size": size, "sparsity": level_label(level), "task": TASK_LABEL[task], "pre-trained models": len(diffs),
-               "masks kept minus dense (nats)": sum(diffs) / len(diffs)}
         try:
-            row["95% CI"] = stats.mean_interval(diffs).text(3)
+            iv = stats.mean_interval(diffs)
+            text = iv.text(3)
         except stats.NotComputable:
-            row["95% CI"] = "n/a (one model)"
-        rows.append(row)
-    return pd.DataFrame(rows)
+            iv, text = None, f"{sum(diffs) / len(diffs):+.3f} [n/a]"
+        rows.append({"size": size, "sparsity": level_label(level), "task": TASK_LABEL[task],
+                     "pre-trained models": len(diffs), "masks kept minus dense, nats/token [95% CI]": text,
+                     "densifying": _densifying(iv), "_order": (list(sizes).index(size) if size in sizes else len(sizes),
+                                                               list(TASK_LABEL).index(task), level)})
+    return pd.DataFrame(rows).sort_values("_order").drop(columns="_order").reset_index(drop=True)
 
 
 def control_findings(control: pd.DataFrame) -> str:
     if control.empty:
         return "This profile runs no masks-kept control."
-    better = int((control["masks kept minus dense (nats)"] > 0).sum())
-    return (f"Dense fine-tuning reaches a lower validation loss than fine-tuning with the masks kept in {better} of "
-            f"{len(control)} (size, task) pairs; the mean gap is "
-            f"{control['masks kept minus dense (nats)'].mean():+.3f} nats/token (positive: densifying helps).")
+    counts = control["densifying"].value_counts()
+    return (f"Of the {len(control)} (size, task) pairs, removing the masks lowers the validation loss in "
+            f"{counts.get('helps', 0)} (the whole interval above zero), raises it in {counts.get('hurts', 0)} "
+            f"(the whole interval below zero), and the interval contains zero in "
+            f"{counts.get('unclear (interval contains 0)', 0)}"
+            + (f"; {counts.get('no interval (one model)', 0)} have a single pre-trained model and no interval"
+               if counts.get("no interval (one model)", 0) else "") + ". Each interval is the 95% t interval of the "
+            "mean paired difference over pre-trained models (same model, same rate, first fine-tuning seed).")

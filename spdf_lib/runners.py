@@ -9,6 +9,7 @@ checkpoint; calling the runner again resumes it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -193,9 +194,9 @@ def do_prune(run: PruningRun, device: torch.device, deadline: float | None = Non
     steps = max(1, s.retrain_tokens // (pre.batch_size * pre.seq_len))
 
     def retrain(model, n_steps: int, tag: str, offset: int) -> dict:
-        optim = training.OptimConfig(lr=pre.lr * run.lr_ratio, total_steps=n_steps,
-                                     warmup_steps=max(1, n_steps // 20), min_lr_ratio=0.1,
-                                     weight_decay=pre.weight_decay, beta1=pre.beta1, beta2=pre.beta2)
+        # the pre-training optimiser at a fraction of its peak rate, over the retraining steps
+        optim = dataclasses.replace(pretrain_optim(run.base), lr=pre.lr * run.lr_ratio, total_steps=n_steps,
+                                    warmup_steps=max(1, n_steps // 20), min_lr_ratio=0.1)
         return training.train(model, batch_at=lambda step: packed_batch(train_tokens, offset + step, pre.batch_size,
                                                                          pre.seq_len, seed=1000),
                               optim=optim, device=device, checkpoint_path=d / f"{tag}.ckpt.pt",

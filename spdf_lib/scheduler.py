@@ -15,14 +15,19 @@ Among the runs that are ready, pre-training goes first (the first pre-training s
 others, larger models before smaller ones, at most ``profile.pretrain_workers`` at once: they fill
 the GPU), then the learning-rate search (it gates everything after it), then final runs, pruning and
 evaluations. After ``deadline`` nothing new starts and the running runs checkpoint, so a later call
-resumes. A profile that cannot be computed here (``gpu`` without a GPU) is rendered from its
+resumes. On a machine with several GPUs the workers form one group per GPU, each group seeing its
+GPU only (``spdf_lib.placement``; ``gpus`` or ``SPDF_GPUS`` choose the GPUs): ``workers`` and
+``profile.pretrain_workers`` count per GPU, and a run goes to the least busy GPU with room for it.
+A profile that cannot be computed here (``gpu`` without a GPU) is rendered from its
 committed results only; if any is missing the call stops with ``results.MissingResultsError``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
+import multiprocessing
 import os
 import time
 from dataclasses import dataclass, field
@@ -31,7 +36,7 @@ from typing import Iterable
 
 import torch
 
-from . import results, runs as R
+from . import placement, results, runs as R
 from .profiles import Profile
 from .runners import RUNNERS
 
@@ -126,9 +131,12 @@ class _Inline:
 
 
 def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrain", "finetune", "eval"),
-        workers: int | None = None, deadline: float | None = None, progress: bool = True) -> dict:
+        workers: int | None = None, deadline: float | None = None, progress: bool = True,
+        gpus: str | None = None) -> dict:
     """Run (or load) every run the ``stages`` need; returns results by stage and run id, and the
-    learning-rate search of every cell under ``"lr_search"`` (a list of ``SearchCell.as_dict()``)."""
+    learning-rate search of every cell under ``"lr_search"`` (a list of ``SearchCell.as_dict()``).
+    ``workers`` runs side by side per GPU (default: the profile's); ``gpus``: which GPUs, ``all`` or
+    indices such as ``0,1`` (default: ``SPDF_GPUS``, else every GPU; see ``spdf_lib.placement``)."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     stages = tuple(stages)
@@ -142,6 +150,9 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
     pre = list(bases) + [R.random_static_run(profile, bases)]  # chapter 08's baseline, shown in chapter 04
     want_ft, want_eval = "finetune" in stages or "eval" in stages, "eval" in stages
     many = profile.workers if workers is None else max(1, workers)
+    groups = placement.worker_groups(placement.grid_gpus(gpus, torch.cuda.device_count() if torch.cuda.is_available()
+                                                         else 0), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    inline = many * len(groups) == 1 and groups[0].gpu in (None, 0)
     p0, f0 = profile.pretrain_seeds[0], profile.finetune_seeds[0]
     out: dict[str, dict[str, dict]] = {stage: {} for stage in R.STAGES}
     cells = {(b.size, b.sparsity, t): SearchCell(b.size, b.sparsity, t)
@@ -231,34 +242,42 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
 
     from tqdm import tqdm
 
-    bar = tqdm(desc=f"{profile.name} runs", unit="run", disable=not progress or many > 1, mininterval=5.0)
+    bar = tqdm(desc=f"{profile.name} runs", unit="run", disable=not progress or not inline, mininterval=5.0)
     if compute and any(results.find(r, tables_dir)[0] is None for r in pre):
         _prepare_data(profile, spec)
-    threads = max(1, (os.cpu_count() or 2) // many)
-    pool = (ProcessPoolExecutor(many, mp_context=__import__("multiprocessing").get_context("spawn"))
-            if many > 1 else _Inline(progress))
-    running: dict = {}
-    with pool:
+    threads = max(1, (os.cpu_count() or 2) // (many * len(groups)))
+    spawn = multiprocessing.get_context("spawn")
+    # one pool per GPU, its processes shown only that GPU (CUDA_VISIBLE_DEVICES set as each starts)
+    pools = [_Inline(progress)] if inline else [
+        ProcessPoolExecutor(many, mp_context=spawn, initializer=placement.pin_worker, initargs=(g.visible,))
+        for g in groups]
+    running: dict = {}  # future -> (run, index of its group)
+    with contextlib.ExitStack() as stack:
+        for pool in pools:
+            stack.enter_context(pool)
         for r in pre:
             add(r)
         while ready or running:
-            held = []  # pre-training beyond profile.pretrain_workers at once waits (it fills the GPU)
-            while ready and len(running) < many and (deadline is None or time.time() < deadline):
+            held = []  # pre-training beyond profile.pretrain_workers per GPU waits (it fills the GPU)
+            while ready and len(running) < many * len(pools) and (deadline is None or time.time() < deadline):
                 item = heapq.heappop(ready)
                 r = item[-1]
-                pretraining = sum(isinstance(x, R.PretrainRun) for x in running.values())
-                if isinstance(r, R.PretrainRun) and pretraining >= max(1, profile.pretrain_workers) and many > 1:
+                k = placement.pick_group(
+                    [sum(g == j for _, g in running.values()) for j in range(len(pools))],
+                    [sum(g == j and isinstance(x, R.PretrainRun) for x, g in running.values()) for j in range(len(pools))],
+                    is_pretraining=isinstance(r, R.PretrainRun), slots=many, pretrain_slots=max(1, profile.pretrain_workers))
+                if k is None:
                     held.append(item)
                     continue
                 bar.set_postfix_str(r.run_id, refresh=False)
-                running[pool.submit(_worker, (r.stage, r, deadline, threads))] = r
+                running[pools[k].submit(_worker, (r.stage, r, deadline, threads))] = (r, k)
             for item in held:
                 heapq.heappush(ready, item)
             if not running:
                 break  # past the deadline with runs still waiting: a later call resumes them
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in finished:
-                r = running.pop(future)
+                r, _ = running.pop(future)
                 run_id, result = future.result()
                 stamp = time.strftime("%H:%M:%S")
                 if result is None:
@@ -266,7 +285,7 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
                     continue
                 results.export(r, result, tables_dir)
                 results.note_source(r, "computed")
-                if many > 1:
+                if not inline:
                     print(f"[{stamp}] done {r.stage} {run_id}", flush=True)
                 bar.update(1)
                 done(r, result)

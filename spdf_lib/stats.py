@@ -86,6 +86,8 @@ def contrast(groups: Iterable[tuple[float, Sequence[float]]], level: float = 0.9
         term = c * c * s2 / len(xs)
         var += term
         denom += term * term / (len(xs) - 1)
+    if var == 0:
+        raise NotComputable("every pre-trained model gave the same value: there is no spread to build an interval on")
     se = math.sqrt(var)
     df = var * var / denom if denom > 0 else float(sum(len(xs) - 1 for _, xs in groups))
     half = _t(0.5 + level / 2, df) * se

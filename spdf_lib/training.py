@@ -13,15 +13,21 @@ On CUDA the model runs under bf16 autocast and, for pre-training, ``torch.compil
 the host launching kernels one by one). The host never waits for the GPU inside a step: batches are
 copied from pinned memory without blocking, and the logged losses come back through non-blocking
 copies that are read once they have landed. On the CPU the model runs in fp32, eagerly.
+
+The same loop runs each process of data-parallel pre-training (``spdf_lib.distributed``): a
+:class:`Parallel` passed as ``parallel`` wraps the step (DDP over the rank's rows of the batch),
+lets one process write the checkpoints that every process resumes from, records and checks what the
+checkpoint was written with, and makes every process stop at the same step at a deadline. Without
+it (the default) the loop is exactly the single-process loop.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import torch
 
@@ -29,8 +35,8 @@ from . import sparsity, store
 from .model import IGNORE_INDEX
 
 __all__ = [
-    "DeadlineReached", "OptimConfig", "lr_at", "make_optimizer", "autocast", "mean_loss", "to_device",
-    "train",
+    "DeadlineReached", "OptimConfig", "Parallel", "lr_at", "make_optimizer", "autocast", "mean_loss",
+    "to_device", "train",
 ]
 
 
@@ -58,6 +64,28 @@ class OptimConfig:
                              "(is the token budget 0 or smaller than one batch?)")
         if not self.lr > 0:
             raise ValueError(f"learning rate must be positive, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """How one process of a data-parallel run takes part in :func:`train` (``spdf_lib.distributed``).
+
+    ``wrap(model)`` returns the step function called as ``step(x, y) -> (logits, loss)`` on the whole
+    batch of the step; it computes on this process's rows (e.g. through DDP, whose backward averages
+    the gradients of all processes) and returns the loss of the whole batch for the log.
+    ``writes_checkpoints``: only one process (rank 0) writes; every process resumes from its file.
+    ``checkpoint_meta`` is stored in every checkpoint under ``"meta"``; ``check_resume(meta, path)``
+    sees the stored meta (``{}`` for a checkpoint written without it) before anything is loaded, and
+    raises to refuse the checkpoint. ``agree(flag)`` turns each process's "past my deadline" into one
+    decision shared by all (called once per step, only when a deadline is set), so that every
+    process stops at the same step.
+    """
+
+    wrap: Callable[[torch.nn.Module], Callable] | None = None
+    writes_checkpoints: bool = True
+    checkpoint_meta: Mapping = field(default_factory=dict)
+    check_resume: Callable[[Mapping, Path], None] | None = None
+    agree: Callable[[bool], bool] | None = None
 
 
 def lr_at(step: int, cfg: OptimConfig) -> float:
@@ -166,17 +194,21 @@ class _LossLog:
 
 
 def _checkpoint_state(model, optimizer, step: int, log: dict, pending: list | None = None,
-                      elapsed: float = 0.0) -> dict:
-    return {"model": {k.removeprefix("_orig_mod."): v for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(), "step": step, "log": log,
-            "torch_rng": torch.get_rng_state(), "pending": list(pending or []), "elapsed": float(elapsed)}
+                      elapsed: float = 0.0, meta: Mapping | None = None) -> dict:
+    state = {"model": {k.removeprefix("_orig_mod."): v for k, v in model.state_dict().items()},
+             "optimizer": optimizer.state_dict(), "step": step, "log": log,
+             "torch_rng": torch.get_rng_state(), "pending": list(pending or []), "elapsed": float(elapsed)}
+    if meta is not None:
+        state["meta"] = dict(meta)
+    return state
 
 
 def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
           optim: OptimConfig, device: torch.device, checkpoint_path: Path | None = None,
           checkpoint_every: int = 500, evaluate: Callable[[], float] | None = None, eval_every: int = 0,
           deadline: float | None = None, compile_model: bool = False, desc: str = "train",
-          progress: bool = True, log_every: int = 10) -> dict:
+          progress: bool = True, log_every: int = 10, parallel: Parallel | None = None,
+          after_step: Callable[[torch.nn.Module, torch.optim.Optimizer, int, tuple], object] | None = None) -> dict:
     """Run ``optim.total_steps`` optimizer steps, resuming from ``checkpoint_path`` when it exists.
 
     Returns a log: ``train_loss`` (mean over each ``log_every`` steps, with ``train_step``),
@@ -184,6 +216,9 @@ def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tenso
     ``tokens`` (target tokens seen), ``wall_s`` (training time summed over every resumed segment, up
     to each segment's last checkpoint) and ``tokens_per_s`` (``tokens`` over ``wall_s``).
     ``deadline`` (a ``time.time()`` value) makes the loop checkpoint and raise DeadlineReached.
+    ``parallel`` makes this call one process of a data-parallel run (see :class:`Parallel`).
+    ``after_step(model, optimizer, steps_done, batch)`` runs after every optimizer step (dynamic
+    sparsity updates its masks there: ``spdf_lib.dynamic.hook``).
     """
     from tqdm import tqdm
 
@@ -191,12 +226,15 @@ def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tenso
     optimizer = make_optimizer(model, optim)
     log = {"train_step": [], "train_loss": [], "val_step": [], "val_loss": [], "tokens": 0}
     start, restored_pending, elapsed_before = 0, [], 0.0
+    writes = parallel is None or parallel.writes_checkpoints
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         try:
             state = store.load_torch(checkpoint_path)
         except store.CorruptCacheError as err:
             print(f"ignoring damaged checkpoint, starting over: {err}")
         else:
+            if parallel is not None and parallel.check_resume is not None:
+                parallel.check_resume(state.get("meta", {}), Path(checkpoint_path))
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["torch_rng"])
@@ -207,6 +245,8 @@ def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tenso
     # CUDA graphs replay the whole compiled step; on the CPU there is nothing to gain from them
     cuda_graphs = compile_model and device.type == "cuda"
     step_fn = torch.compile(model, mode="reduce-overhead" if cuda_graphs else None) if compile_model else model
+    if parallel is not None and parallel.wrap is not None:
+        step_fn = parallel.wrap(step_fn)
     model.train()
     losses = _LossLog(log, device, restored_pending)
     t0, tokens_here = time.time(), 0
@@ -234,6 +274,8 @@ def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tenso
             torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
         optimizer.step()  # masked weights stay exactly 0: zero gradient, zero moments, decay of 0 is 0
         optimizer.zero_grad(set_to_none=True)
+        if after_step is not None:  # e.g. spdf_lib.dynamic.hook(spec): RigL / SET mask updates
+            after_step(model, optimizer, step + 1, (x, y))
         losses.add(loss)
         log["tokens"] += n_tokens
         tokens_here += n_tokens
@@ -249,13 +291,18 @@ def train(model: torch.nn.Module, *, batch_at: Callable[[int], tuple[torch.Tenso
             log["val_loss"].append(evaluate())
         at_checkpoint = checkpoint_path is not None and done % checkpoint_every == 0
         past_deadline = deadline is not None and time.time() > deadline and done < optim.total_steps
+        if deadline is not None and parallel is not None and parallel.agree is not None:
+            past_deadline = parallel.agree(past_deadline) and done < optim.total_steps
         if at_checkpoint or (past_deadline and checkpoint_path is not None):
             if at_checkpoint:
                 losses.flush(done)  # a deadline checkpoint keeps the losses pending: the resumed log is the same
             losses.collect(wait=True)
             sparsity.mask_weights_(model)  # a guard, off the per-step path (see the module docstring)
-            store.save_torch(_checkpoint_state(model, optimizer, done, log, losses.pending_values(),
-                                               elapsed_before + time.time() - t0), checkpoint_path)
+            if writes:
+                store.save_torch(_checkpoint_state(model, optimizer, done, log, losses.pending_values(),
+                                                   elapsed_before + time.time() - t0,
+                                                   None if parallel is None else parallel.checkpoint_meta),
+                                 checkpoint_path)
         if past_deadline:
             bar.close()
             raise DeadlineReached(f"{desc}: stopped at step {done} of {optim.total_steps}; re-run to resume")

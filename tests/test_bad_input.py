@@ -347,13 +347,13 @@ def test_a_full_disk_is_reported_before_the_first_chapter(env, monkeypatch, faul
 
     if fault == "too little free space":
         usage = shutil.disk_usage(env)
-        monkeypatch.setattr(book.shutil, "disk_usage", lambda path: usage._replace(free=50_000_000))
+        monkeypatch.setattr(book.checks.shutil, "disk_usage", lambda path: usage._replace(free=50_000_000))
         pattern = r"the disk that holds the book dir .* is full: 50 MB free, and a build needs at least 200 MB"
     else:
         def no_space(fd):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(book.os, "fsync", no_space)
+        monkeypatch.setattr(book.checks.os, "fsync", no_space)
         pattern = r"the disk that holds the book dir .* is full \(No space left on device"
     _chapter(env / "notebooks")
     with pytest.raises(book.BookError, match=pattern):

@@ -1,4 +1,4 @@
-"""The chapter runner (spdf_lib/book.py): bad input, failing chapters, status page, atomic outputs."""
+"""The chapter runner (spdf_lib/book/): bad input, failing chapters, status page, atomic outputs."""
 
 from __future__ import annotations
 

@@ -35,7 +35,6 @@ from spdf_lib import book
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
-SMOKE_BUDGET_S = 300.0  # the whole smoke run must fit in 5 minutes on 2 cores
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -127,19 +126,11 @@ def test_executed_notebooks_hold_no_absolute_path_of_this_machine(smoke_book):
 
 
 def test_chapters_write_tables_only_under_the_profile_folder(smoke_book):
-    if not smoke_book.tables_dir.exists():
-        return
+    assert smoke_book.tables_dir.exists(), "the smoke chapters wrote no tables at all"
     stray = [p.name for p in smoke_book.tables_dir.iterdir() if p.name != "smoke"]
     assert not stray, f"tables written outside tables/<profile>/: {stray}"
     leftovers = [str(p) for p in smoke_book.tables_dir.rglob("*") if ".tmp" in p.name]
     assert not leftovers, f"temporary files left in tables/: {leftovers}"
-
-
-@pytest.mark.skipif(RESTRICTED, reason="the time budget applies to the full smoke run")
-def test_the_smoke_run_fits_in_its_time_budget(smoke_book):
-    total = sum(smoke_book.walls.values())
-    detail = ", ".join(f"{stem} {wall:.0f} s" for stem, wall in smoke_book.walls.items())
-    assert total <= SMOKE_BUDGET_S, f"smoke run took {total:.0f} s > {SMOKE_BUDGET_S:.0f} s ({detail})"
 
 
 @pytest.fixture(scope="session")

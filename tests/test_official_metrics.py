@@ -3,8 +3,10 @@ their cache, and the tables built from them."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -245,6 +247,42 @@ def test_the_dart_reference_without_text_is_kept_as_an_empty_reference():
     grouped = scoring._grouped("dart", [""] * rows.num_rows, rows)
     with_empty = [refs for refs in grouped.references if "" in refs]
     assert len(with_empty) == 1 and len(with_empty[0]) <= suites.REFERENCES_KEPT  # so its position does not matter
+
+
+# Outputs of published runs for a few test inputs, with the numbers the released scripts give for them.
+CASES = json.loads((Path(__file__).parent / "official_metrics_cases.json").read_text(encoding="utf-8"))["cases"]
+JAVA_METRICS = {"METEOR", "ROUGE-L", "CIDEr"}
+
+
+def _case(task):
+    from spdf_lib import data
+
+    case = CASES[task]
+    return case, data.load_task(task, "test").select(case["indices"])
+
+
+def _check_case(task, wanted):
+    case, rows = _case(task)
+    entry = metrics.score_entry(task, case["outputs"], rows, metrics=wanted)
+    if "segments" in case:
+        assert entry["segments"] == case["segments"]
+    for metric, value in entry["scores"].items():
+        # multi-bleu-detok.perl prints BLEU with two decimals; everything else is compared unrounded
+        tolerance = 0.005 if (task != "e2e" and metric == "BLEU") else 1e-9
+        assert value == pytest.approx(case["expected"][metric], abs=tolerance), metric
+
+
+@needs_data
+@pytest.mark.parametrize("task", ["e2e", "webnlg", "dart"])
+def test_the_released_scripts_numbers_are_reproduced_without_java(task):
+    _check_case(task, [m for m in scoring.SUITES[task][1] if m not in JAVA_METRICS])
+
+
+@needs_data
+@needs_java
+@pytest.mark.parametrize("task", ["e2e", "webnlg", "dart"])
+def test_the_released_scripts_numbers_are_reproduced_with_java(task):
+    _check_case(task, [m for m in scoring.SUITES[task][1] if m in JAVA_METRICS])
 
 
 # ------------------------------------------------------------------------ runs and tables

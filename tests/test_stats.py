@@ -75,3 +75,9 @@ def test_min_detectable_grows_with_the_standard_error_and_shrinks_with_df():
 def test_one_pretrained_model_gives_no_interval():
     with pytest.raises(stats.NotComputable, match="at least 2"):
         stats.contrast([(1.0, [60.0]), (-1.0, [59.0, 58.0])])
+
+
+def test_no_spread_gives_no_interval():
+    """A zero-width interval would claim certainty that identical values cannot give (e.g. BLEU 0 everywhere)."""
+    with pytest.raises(stats.NotComputable, match="no spread"):
+        stats.contrast([(1.0, [0.0, 0.0]), (-1.0, [0.0, 0.0, 0.0])])

@@ -43,3 +43,30 @@ def test_wall_time_sums_every_resumed_segment(tmp_path, monkeypatch):
                          checkpoint_every=100, progress=False)
     assert log["wall_s"] >= saved["elapsed"]
     assert log["tokens_per_s"] == pytest.approx(log["tokens"] / log["wall_s"])
+
+
+def test_after_step_runs_a_dynamic_sparsity_update_inside_the_loop():
+    """The loop's hook: RigL updates at its interval keep every tensor's exact number of zeros."""
+    from spdf_lib import dynamic, sparsity
+
+    torch.manual_seed(0)
+    model = GPT(get_config("smoke-small", vocab_size=64))
+    sparsity.sparsify(model, sparsity.SparsitySpec(level=0.75, seed=0))
+    before = {name: int((~m).sum()) for name, m in sparsity.masks(model).items()}
+    start = {name: m.clone() for name, m in sparsity.masks(model).items()}
+    spec = dynamic.DynamicSpec(method="rigl", interval=2, fraction=0.3, end_step=8)
+    calls = []
+    hook = dynamic.hook(spec)
+
+    def after_step(m, opt, step, batch):
+        calls.append(step)
+        return hook(m, opt, step, batch)
+
+    training.train(model, batch_at=_batch, optim=OptimConfig(lr=1e-2, total_steps=8, warmup_steps=1),
+                   device=torch.device("cpu"), progress=False, after_step=after_step)
+    assert calls == list(range(1, 9))
+    after = sparsity.masks(model)
+    assert {name: int((~m).sum()) for name, m in after.items()} == before
+    assert any(not torch.equal(start[n], after[n]) for n in after), "no mask moved"
+    for name, m in after.items():
+        assert torch.all(model.get_parameter(name)[~m] == 0)

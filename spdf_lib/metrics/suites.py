@@ -21,23 +21,34 @@ input) and runs:
 
 What we do differently, and why no number changes:
 
-* ``eval.py`` as released reads every file with ``read().split('\\n')``; the newline that ends each
+* ``eval.py`` as released reads every file with ``read().split('\n')``; the newline that ends each
   file then yields one more, empty, segment. Its METEOR call gets 5 reference lines too many for its
   outputs and fails, and its TER averages over one segment too many, counting the empty one as 1.
   We do what the script means: every real segment, and no empty one.
 * ``multi-bleu-detok.perl`` prints BLEU with two decimals; we keep the unrounded value.
 * ``eval.py`` calls ``nltk.word_tokenize``, which first splits sentences with the Punkt model (a data
   download). We call the same word tokenizer with ``preserve_line=True``. On text already split at
-  every non-word character, the word tokenizer only inserts spaces and turns every ``"`` into
-  ````` (it starts a line or follows a space), whether or not the text was split into sentences
-  first, so the tokens are the same.
+  every non-word character the word tokenizer only inserts spaces, and turns every double quote into
+  a pair of backquotes (each one starts the text or follows a space), whether or not the text was
+  split into sentences first: the tokens are the same.
+* TER runs pyter3's algorithm with a compiled edit distance (:func:`ter`; a test compares it with
+  pyter3), and a reference repeated by the padding is scored once, by TER and by METEOR: TER takes
+  the minimum, and the METEOR jar keeps the first reference with the highest score.
 * We group references by the input as our models see it (the ``source`` column of the test split);
   on the full test sets that gives the same groups as LoRA's key (DART: 5,097 entries, 4,159
-  inputs; WebNLG: 1,862; E2E: 630), a test checks it.
+  inputs; WebNLG: 1,862; E2E: 630), a test checks it. When the merged inputs of a group got
+  different outputs (batched decoding is not bit-identical), the last one is scored, as in
+  ``gpt2_decode.py``; :class:`Grouped` counts such groups.
+* ``load_task`` drops references without text; LoRA's conversion keeps one as an empty reference
+  (TER 1 against it; BLEU may take its length 0 as the closest), so the caller adds them back
+  (:mod:`.scoring`; DART's test entry Id116 has one).
 * Each output is one line of a JSON Lines file, so a line break inside an output cannot shift the
   others (:mod:`spdf_lib.outputs`). The LoRA files are plain lines; its WebNLG and DART
   post-processing removes a line break with the other whitespace, and we read one as a space for
   E2E too.
+
+Checked against the released scripts, run on the published outputs: the same numbers (BLEU to the
+two decimals the Perl script prints); tests reproduce them for a few inputs of each task.
 
 The returned scales are those of the papers' tables: BLEU 0-100, the others as the scripts print them
 (METEOR, ROUGE-L and TER as fractions, NIST and CIDEr-D unscaled).
@@ -45,14 +56,15 @@ The returned scales are those of the papers' tables: BLEU 0-100, the others as t
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from . import coco, mteval
 
-__all__ = ["UnknownMetricError", "E2E_METRICS", "GENERATION_EVAL_METRICS", "REFERENCES_KEPT", "lora_normalize", "word_tokens",
-           "e2e_suite", "generation_eval_suite", "ter", "Grouped", "group_by_input", "select_metrics"]
+__all__ = ["UnknownMetricError", "E2E_METRICS", "GENERATION_EVAL_METRICS", "REFERENCES_KEPT", "lora_normalize",
+           "word_tokens", "ter", "e2e_suite", "generation_eval_suite", "Grouped", "group_by_input", "select_metrics"]
 
 E2E_METRICS = ("BLEU", "NIST", "METEOR", "ROUGE-L", "CIDEr")
 GENERATION_EVAL_METRICS = ("BLEU", "METEOR", "TER")
@@ -107,9 +119,13 @@ def _check(hyps: Sequence[str], references: Sequence[Sequence[str]]) -> None:
             raise ValueError(f"segment {number} has no reference")
 
 
-def select_metrics(metrics: Sequence[str] | None, available: Sequence[str]) -> tuple[str, ...]:
+def select_metrics(metrics: Sequence[str] | str | None, available: Sequence[str]) -> tuple[str, ...]:
+    """The asked-for metrics in the suite's order (all when None); an unknown name raises
+    :class:`UnknownMetricError` listing the suite's metrics."""
     if metrics is None:
         return tuple(available)
+    if isinstance(metrics, str):
+        metrics = [metrics]
     unknown = [m for m in metrics if m not in available]
     if unknown:
         raise UnknownMetricError(f"unknown metric(s) {unknown}; this suite computes {', '.join(available)}")
@@ -133,7 +149,7 @@ def e2e_suite(hyps: Sequence[str], references: Sequence[Sequence[str]],
     coco_metrics = [m for m in wanted if m in ("METEOR", "ROUGE-L", "CIDEr")]
     if coco_metrics:
         ids = [f"inst-{i}" for i in range(len(hyps))]  # the script's COCO image ids
-        refs = coco.ptb_tokenize({i: list(group) for i, group in zip(ids, references)})
+        refs = _ptb_references(tuple(tuple(group) for group in references))
         outs = {i: tokens[0] for i, tokens in coco.ptb_tokenize({i: [h] for i, h in zip(ids, hyps)}).items()}
         if "METEOR" in coco_metrics:
             scores["METEOR"] = coco.meteor(refs, outs)
@@ -142,6 +158,13 @@ def e2e_suite(hyps: Sequence[str], references: Sequence[Sequence[str]],
         if "CIDEr" in coco_metrics:
             scores["CIDEr"] = coco.cider_d(refs, outs)
     return {m: scores[m] for m in wanted}
+
+
+@functools.lru_cache(maxsize=4)
+def _ptb_references(references: tuple[tuple[str, ...], ...]) -> dict[str, list[str]]:
+    """The references through the PTB tokenizer, once per process (the same for every E2E run); the
+    script tokenizes references and outputs in two separate calls too."""
+    return coco.ptb_tokenize({f"inst-{i}": list(group) for i, group in enumerate(references)})
 
 
 def lora_normalize(text: str) -> str:
@@ -205,32 +228,46 @@ def _ter(hyp: str, ref: str) -> float:
     return ter(hyp.split(), ref.split())
 
 
+@dataclass(frozen=True)
+class _PreparedReferences:
+    """The reference side of ``eval.py``, the same for every run of a task: computed once per process."""
+
+    streams: tuple[tuple[str, ...], ...]  # the 6 reference files, after the LoRA preprocessing
+    tokenized: tuple[tuple[str, ...], ...]  # per segment, its distinct references after NLTK's tokenizer
+    bleu: Any  # a sacrebleu BLEU scorer holding the references' n-gram statistics
+
+
+@functools.lru_cache(maxsize=4)
+def _prepare(references: tuple[tuple[str, ...], ...]) -> _PreparedReferences:
+    from sacrebleu.metrics import BLEU
+
+    refs = [[lora_normalize(group[k] if k < len(group) else group[0]) for k in range(REFERENCES_KEPT)]
+            for group in references]
+    streams = tuple(tuple(group[k] for group in refs) for k in range(REFERENCES_KEPT))
+    # A repeated padding reference is sent once to METEOR and TER: TER takes the minimum, and the METEOR
+    # jar keeps the first reference with the highest score (a later one must score strictly higher).
+    tokenized = tuple(tuple(dict.fromkeys(word_tokens(r) for r in group)) for group in refs)
+    bleu = BLEU(tokenize="13a", lowercase=False, smooth_method="none", force=True, references=list(streams))
+    return _PreparedReferences(streams=streams, tokenized=tokenized, bleu=bleu)
+
+
 def generation_eval_suite(hyps: Sequence[str], references: Sequence[Sequence[str]],
                           metrics: Sequence[str] | None = None) -> dict[str, float]:
     """BLEU, METEOR and TER of grouped WebNLG or DART outputs (see the module docstring)."""
     _check(hyps, references)
     wanted = select_metrics(metrics, GENERATION_EVAL_METRICS)
+    prepared = _prepare(tuple(tuple(group) for group in references))
     outs = [lora_normalize(h) for h in hyps]
-    refs = [[lora_normalize(group[k] if k < len(group) else group[0]) for k in range(REFERENCES_KEPT)]
-            for group in references]
     scores: dict[str, float] = {}
     if "BLEU" in wanted:
-        import sacrebleu
-
-        streams = [[group[k] for group in refs] for k in range(REFERENCES_KEPT)]
-        scores["BLEU"] = float(sacrebleu.corpus_bleu(outs, streams, tokenize="13a", lowercase=False,
-                                                     smooth_method="none", force=True).score)
+        scores["BLEU"] = float(prepared.bleu.corpus_score(outs, None).score)
     if "METEOR" in wanted or "TER" in wanted:
         outs_tok = [word_tokens(h) for h in outs]
-        refs_tok = [[word_tokens(r) for r in group] for group in refs]
         if "METEOR" in wanted:
-            # The jar keeps the first reference with the highest score (a later one must score strictly
-            # higher), so sending a repeated padding reference once gives the same statistics, faster.
             ids = [str(i) for i in range(len(outs_tok))]
-            scores["METEOR"] = coco.meteor(dict(zip(ids, (list(dict.fromkeys(g)) for g in refs_tok))),
+            scores["METEOR"] = coco.meteor(dict(zip(ids, (list(g) for g in prepared.tokenized))),
                                            dict(zip(ids, outs_tok)))
         if "TER" in wanted:
-            # min over the references (a repeated padding reference is scored once)
-            per_segment = [min(_ter(h, r) for r in dict.fromkeys(group)) for h, group in zip(outs_tok, refs_tok)]
+            per_segment = [min(_ter(h, r) for r in group) for h, group in zip(outs_tok, prepared.tokenized)]
             scores["TER"] = sum(per_segment) / len(per_segment)
     return {m: scores[m] for m in wanted}
