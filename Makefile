@@ -32,7 +32,7 @@ export HF_DATASETS_OFFLINE := 1
 
 RUN_ARGS := $(strip $(if $(strip $(PROFILE)),--profile $(strip $(PROFILE))) $(if $(strip $(CHAPTER)),--chapter $(strip $(CHAPTER))) $(if $(strip $(FROM)),--from $(strip $(FROM))))
 
-.PHONY: help install chromium book html test clean
+.PHONY: help install chromium java book html test clean
 
 help:
 	@echo "make book                          render the published book (book/) into _build/html/; executes nothing"
@@ -61,13 +61,22 @@ chromium:
 	  $$SUDO apt-get update && $$SUDO apt-get install -y chromium; \
 	fi
 
-book: install
+# METEOR 1.5 and the PTB tokenizer of chapter 06's official metric suites are Java programs run offline.
+java:
+	@if ! command -v java >/dev/null 2>&1; then \
+	  echo "Installing the Debian package default-jre-headless (METEOR and the PTB tokenizer, chapter 06)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO mkdir -p /usr/share/man/man1; \
+	  $$SUDO apt-get update && $$SUDO apt-get install -y default-jre-headless; \
+	fi
+
+book: install java
 	"$(PY)" -m spdf_lib.book build $(RUN_ARGS)
 
 html: install
 	"$(PY)" -m spdf_lib.book render --book-dir book --output .
 
-test: install chromium
+test: install chromium java
 	"$(PY)" -m pytest
 
 clean:

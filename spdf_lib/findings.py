@@ -626,3 +626,25 @@ def summary_note(results: Sequence[V.Verdict], noise: pd.DataFrame, cells: dict,
         ratio = pd.Series([abs(p["ours"] / p["paper"]) for p in bleu])
         lines.append(f"- Our BLEU changes are a median {ratio.median():.1f}x the size of the published ones.")
     return "\n".join(lines)
+
+
+def final_evals(eval_results: Iterable[dict], lr_search: Iterable[dict]) -> list[dict]:
+    """The evaluations of the final runs: the rate each cell's search chose (the runner-up rate's
+    evaluation, kept for the noise floor, left out), dense fine-tuning and the masks-kept control."""
+    chosen = {(c["size"], c["task"], float(c["sparsity"])): c["chosen"] for c in lr_search}
+    return [r for r in eval_results if r["lr"] == chosen.get((r["size"], r["task"], float(r["sparsity"])))]
+
+
+def official_vs_sacrebleu_note(scores: pd.DataFrame, eval_results: Iterable[dict]) -> str:
+    """By task, how far the official scorer's BLEU lies from the book's sacreBLEU on the same outputs."""
+    if scores.empty:
+        return "No decoded outputs to score at this profile."
+    sacre = {r["run_id"]: r["value"] for r in eval_results}
+    parts = []
+    for task, group in scores.groupby("task", sort=False):
+        diff = pd.Series([row["BLEU"] - sacre[row["run_id"]] for _, row in group.iterrows()])
+        parts.append(f"{V.TASK_LABEL[task]} {diff.mean():+.2f} (from {diff.min():+.2f} to {diff.max():+.2f}, "
+                     f"{len(diff)} runs)")
+    return ("Official BLEU minus the sacreBLEU of Tables 1 and 2, on the same decoded outputs: " + "; ".join(parts)
+            + ". The official scorers lower-case and tokenize differently, so the two are not interchangeable: "
+              "compare a number with the paper's only when it comes from the same scorer.")
