@@ -251,7 +251,7 @@ def test_a_corrupt_status_file_is_reported(tmp_path):
 
 
 def _dry_make(repo_root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-n", "-W", "pyproject.toml", *args], capture_output=True, text=True,
+    return subprocess.run(["make", "--no-print-directory", "-n", "-W", "pyproject.toml", *args], capture_output=True, text=True,
                           cwd=repo_root, timeout=60)
 
 
