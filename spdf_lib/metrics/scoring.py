@@ -15,16 +15,17 @@ from typing import Any, Mapping, Sequence
 
 from .. import store
 from ..outputs import OutputsMismatchError
-from . import suites
+from .suites import (E2E_METRICS, GENERATION_EVAL_METRICS, Grouped, e2e_suite,
+                     generation_eval_suite, group_by_input, select_metrics)
 
 __all__ = ["SUITES", "METRICS", "SUITE_VERSION", "scorer_version", "score", "score_entry", "cache_dir"]
 
 # Bump when the way any number is computed changes (the package versions are in the key as well).
 SUITE_VERSION = 1
 
-SUITES = {"e2e": (suites.e2e_suite, suites.E2E_METRICS),
-          "webnlg": (suites.generation_eval_suite, suites.GENERATION_EVAL_METRICS),
-          "dart": (suites.generation_eval_suite, suites.GENERATION_EVAL_METRICS)}
+SUITES = {"e2e": (e2e_suite, E2E_METRICS),
+          "webnlg": (generation_eval_suite, GENERATION_EVAL_METRICS),
+          "dart": (generation_eval_suite, GENERATION_EVAL_METRICS)}
 METRICS = tuple(dict.fromkeys(m for _, names in SUITES.values() for m in names))
 _SCORER_PACKAGES = ("sacrebleu", "pycocoevalcap", "nltk", "pyter3")
 
@@ -80,7 +81,7 @@ def _empty_references(task: str, eids: Sequence[str], sources: Sequence[str]) ->
     return counts
 
 
-def _grouped(task: str, hyps: Sequence[str], rows: Any) -> suites.Grouped:
+def _grouped(task: str, hyps: Sequence[str], rows: Any) -> Grouped:
     columns = _columns(rows)
     missing = [c for c in ("source", "references") if c not in columns]
     if missing:
@@ -95,7 +96,7 @@ def _grouped(task: str, hyps: Sequence[str], rows: Any) -> suites.Grouped:
     if task in ("webnlg", "dart") and columns.get("eid") and all(columns["eid"]):
         empties = _empty_references(task, columns["eid"], sources)
         references = [refs + [""] * extra for refs, extra in zip(references, empties)]
-    return suites.group_by_input(list(hyps), sources, references)
+    return group_by_input(list(hyps), sources, references)
 
 
 def score_entry(task: str, hyps: Sequence[str], references_rows: Any,
@@ -103,7 +104,7 @@ def score_entry(task: str, hyps: Sequence[str], references_rows: Any,
     """:func:`score` with what was scored: ``{"scores", "segments", "inputs", "disagreeing", "scorer"}``."""
     _check_task(task)
     suite, available = SUITES[task]
-    wanted = suites.select_metrics(metrics, available)
+    wanted = select_metrics(metrics, available)
     grouped = _grouped(task, hyps, references_rows)
     version = scorer_version()
     path = cache_dir() / f"{task}-{store.stable_hash(task, wanted, version, grouped.hyps, grouped.references)}.json"

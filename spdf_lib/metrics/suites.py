@@ -61,7 +61,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from . import coco, mteval
+from .coco import cider_d, meteor, ptb_tokenize, rouge_l
+from .mteval import bleu as mteval_bleu, mteval_tokens, nist
 
 __all__ = ["UnknownMetricError", "E2E_METRICS", "GENERATION_EVAL_METRICS", "REFERENCES_KEPT", "lora_normalize",
            "word_tokens", "ter", "e2e_suite", "generation_eval_suite", "Grouped", "group_by_input", "select_metrics"]
@@ -140,23 +141,23 @@ def e2e_suite(hyps: Sequence[str], references: Sequence[Sequence[str]],
     hyps = [" ".join(h.split()) for h in hyps]  # the script reads stripped lines; a line break is a space
     scores: dict[str, float] = {}
     if "BLEU" in wanted or "NIST" in wanted:
-        hyp_tokens = [mteval.mteval_tokens(h) for h in hyps]
-        ref_tokens = [[mteval.mteval_tokens(r) for r in group] for group in references]
+        hyp_tokens = [mteval_tokens(h) for h in hyps]
+        ref_tokens = [[mteval_tokens(r) for r in group] for group in references]
         if "BLEU" in wanted:
-            scores["BLEU"] = mteval.bleu(hyp_tokens, ref_tokens)
+            scores["BLEU"] = mteval_bleu(hyp_tokens, ref_tokens)
         if "NIST" in wanted:
-            scores["NIST"] = mteval.nist(hyp_tokens, ref_tokens)
+            scores["NIST"] = nist(hyp_tokens, ref_tokens)
     coco_metrics = [m for m in wanted if m in ("METEOR", "ROUGE-L", "CIDEr")]
     if coco_metrics:
         ids = [f"inst-{i}" for i in range(len(hyps))]  # the script's COCO image ids
         refs = _ptb_references(tuple(tuple(group) for group in references))
-        outs = {i: tokens[0] for i, tokens in coco.ptb_tokenize({i: [h] for i, h in zip(ids, hyps)}).items()}
+        outs = {i: tokens[0] for i, tokens in ptb_tokenize({i: [h] for i, h in zip(ids, hyps)}).items()}
         if "METEOR" in coco_metrics:
-            scores["METEOR"] = coco.meteor(refs, outs)
+            scores["METEOR"] = meteor(refs, outs)
         if "ROUGE-L" in coco_metrics:
-            scores["ROUGE-L"] = coco.rouge_l(refs, outs)
+            scores["ROUGE-L"] = rouge_l(refs, outs)
         if "CIDEr" in coco_metrics:
-            scores["CIDEr"] = coco.cider_d(refs, outs)
+            scores["CIDEr"] = cider_d(refs, outs)
     return {m: scores[m] for m in wanted}
 
 
@@ -164,7 +165,7 @@ def e2e_suite(hyps: Sequence[str], references: Sequence[Sequence[str]],
 def _ptb_references(references: tuple[tuple[str, ...], ...]) -> dict[str, list[str]]:
     """The references through the PTB tokenizer, once per process (the same for every E2E run); the
     script tokenizes references and outputs in two separate calls too."""
-    return coco.ptb_tokenize({f"inst-{i}": list(group) for i, group in enumerate(references)})
+    return ptb_tokenize({f"inst-{i}": list(group) for i, group in enumerate(references)})
 
 
 def lora_normalize(text: str) -> str:
@@ -265,7 +266,7 @@ def generation_eval_suite(hyps: Sequence[str], references: Sequence[Sequence[str
         outs_tok = [word_tokens(h) for h in outs]
         if "METEOR" in wanted:
             ids = [str(i) for i in range(len(outs_tok))]
-            scores["METEOR"] = coco.meteor(dict(zip(ids, (list(g) for g in prepared.tokenized))),
+            scores["METEOR"] = meteor(dict(zip(ids, (list(g) for g in prepared.tokenized))),
                                            dict(zip(ids, outs_tok)))
         if "TER" in wanted:
             per_segment = [min(_ter(h, r) for r in group) for h, group in zip(outs_tok, prepared.tokenized)]
