@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from . import stats, verdicts as V
+from . import report, stats, verdicts as V
 from .verdicts import level_label
 
 __all__ = [
@@ -519,7 +519,7 @@ def control_test_table(eval_results: Iterable[dict], lr_search: Iterable[dict], 
     fine-tuning seed): the mean paired difference, its 95% t interval over pre-trained models, and
     what it says about densifying (signs turned so that 'helps' means a better test metric)."""
     evals = list(eval_results)
-    chosen = {(c["size"], c["task"], float(c["sparsity"])): c["chosen"] for c in lr_search}
+    chosen = V.chosen_rates(lr_search)
     kept = [r for r in evals if r["keep_masks"]]
     order = {s: i for i, s in enumerate(sizes)}
     rows = []
@@ -551,14 +551,8 @@ def control_test_table(eval_results: Iterable[dict], lr_search: Iterable[dict], 
 
 
 def control_test_note(control: pd.DataFrame) -> str:
-    if control.empty:
-        return "This profile runs no masks-kept control."
-    counts = control["densifying"].value_counts()
-    return (f"On the test sets, removing the masks for fine-tuning gives a better score in {counts.get('helps', 0)} of "
-            f"the {len(control)} (size, task) pairs (the whole interval on the better side of zero), a worse one in "
-            f"{counts.get('hurts', 0)}, and the interval contains zero in "
-            f"{counts.get('unclear (interval contains 0)', 0)}. Each interval is the 95% t interval of the mean "
-            f"paired difference over pre-trained models (same model, same rate, first fine-tuning seed).")
+    """``report.control_findings`` for the test-set control table."""
+    return report.control_findings(control, helps="gives a better test score", hurts="a worse one")
 
 
 def example_outputs(tables_dir: Path, profile, eval_results: Iterable[dict], lr_search: Iterable[dict],
@@ -570,7 +564,7 @@ def example_outputs(tables_dir: Path, profile, eval_results: Iterable[dict], lr_
     from .results import OUTPUTS_NAME
 
     large, top = profile.sizes[-1], max(profile.sparsity_levels)
-    chosen = {(c["size"], c["task"], float(c["sparsity"])): c["chosen"] for c in lr_search}
+    chosen = V.chosen_rates(lr_search)
     picked = {}
     for r in eval_results:
         level = float(r["sparsity"])
@@ -631,7 +625,7 @@ def summary_note(results: Sequence[V.Verdict], noise: pd.DataFrame, cells: dict,
 def final_evals(eval_results: Iterable[dict], lr_search: Iterable[dict]) -> list[dict]:
     """The evaluations of the final runs: the rate each cell's search chose (the runner-up rate's
     evaluation, kept for the noise floor, left out), dense fine-tuning and the masks-kept control."""
-    chosen = {(c["size"], c["task"], float(c["sparsity"])): c["chosen"] for c in lr_search}
+    chosen = V.chosen_rates(lr_search)
     return [r for r in eval_results if r["lr"] == chosen.get((r["size"], r["task"], float(r["sparsity"])))]
 
 

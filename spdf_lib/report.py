@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats, store
-from .verdicts import TASK_LABEL, level_label
+from .verdicts import TASK_LABEL, chosen_rates, level_label
 
 __all__ = [
     "write_table", "show", "level_label", "pretrain_plan", "pretrain_summary", "pretrain_cells", "loss_curves",
@@ -417,7 +417,7 @@ def finetune_curves(results: Iterable[dict], sizes: Sequence[str], tasks: Iterab
     import matplotlib.pyplot as plt
 
     results, tasks, sizes = list(results), list(tasks), list(sizes)
-    chosen = {(c["size"], float(c["sparsity"]), c["task"]): c["chosen"] for c in lr_search}
+    chosen = chosen_rates(lr_search)
     fig, axes = plt.subplots(len(sizes), len(tasks), figsize=(4 * len(tasks), 3.2 * len(sizes)), squeeze=False)
     for i, size in enumerate(sizes):
         for j, task in enumerate(tasks):
@@ -425,7 +425,7 @@ def finetune_curves(results: Iterable[dict], sizes: Sequence[str], tasks: Iterab
             for r in sorted(results, key=lambda r: (r["sparsity"], r["pretrain_seed"])):
                 level = float(r["sparsity"])
                 if (r["size"], r["task"], r["keep_masks"], r["seed"]) != (size, task, False, seed) \
-                        or chosen.get((size, level, task)) != r["lr"]:
+                        or chosen.get((size, task, level)) != r["lr"]:
                     continue
                 label = None if level in labelled else f"{level_label(level)} pre-training"
                 labelled.add(level)
@@ -474,14 +474,18 @@ def control_table(runs: pd.DataFrame, sizes: Sequence[str] = ()) -> pd.DataFrame
     return pd.DataFrame(rows).sort_values("_order").drop(columns="_order").reset_index(drop=True)
 
 
-def control_findings(control: pd.DataFrame) -> str:
+def control_findings(control: pd.DataFrame, helps: str = "lowers the validation loss",
+                     hurts: str = "raises it") -> str:
+    """Counted sentence on a control table (chapter 05's, or chapter 06's on the test sets): in how many
+    (size, task) pairs densifying helps, hurts, or cannot be told apart from zero."""
     if control.empty:
         return "This profile runs no masks-kept control."
     counts = control["densifying"].value_counts()
-    return (f"Of the {len(control)} (size, task) pairs, removing the masks lowers the validation loss in "
-            f"{counts.get('helps', 0)} (the whole interval above zero), raises it in {counts.get('hurts', 0)} "
-            f"(the whole interval below zero), and the interval contains zero in "
+    single = counts.get("no interval (one model)", 0)
+    return (f"Of the {len(control)} (size, task) pairs, removing the masks {helps} in {counts.get('helps', 0)} "
+            f"(the whole interval on the better side of zero), {hurts} in {counts.get('hurts', 0)} (the whole "
+            f"interval on the worse side), and the interval contains zero in "
             f"{counts.get('unclear (interval contains 0)', 0)}"
-            + (f"; {counts.get('no interval (one model)', 0)} have a single pre-trained model and no interval"
-               if counts.get("no interval (one model)", 0) else "") + ". Each interval is the 95% t interval of the "
-            "mean paired difference over pre-trained models (same model, same rate, first fine-tuning seed).")
+            + (f"; {single} have a single pre-trained model and no interval" if single else "")
+            + ". Each interval is the 95% t interval of the mean paired difference over pre-trained models "
+              "(same model, same rate, first fine-tuning seed).")

@@ -243,7 +243,9 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
     from tqdm import tqdm
 
     bar = tqdm(desc=f"{profile.name} runs", unit="run", disable=not progress or not inline, mininterval=5.0)
-    if compute and any(results.find(r, tables_dir)[0] is None for r in pre):
+    # a pre-training will run: tokenize the corpus once, before worker processes would each do it
+    if compute and any(results.committed_result(r, tables_dir) is None and results.cached_result(r) is None
+                       for r in pre):
         _prepare_data(profile, spec)
     threads = max(1, (os.cpu_count() or 2) // (many * len(groups)))
     spawn = multiprocessing.get_context("spawn")

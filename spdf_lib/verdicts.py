@@ -31,7 +31,7 @@ from . import stats
 
 __all__ = [
     "METRIC", "TASK_LABEL", "PUBLISHED_DELTA", "PUBLISHED_VALUE", "BLEU_MARGIN", "MARGIN_REASON", "rules_markdown",
-    "Cell", "collect", "delta", "Verdict", "verdict_h1", "verdict_h2", "verdict_h3", "results_table",
+    "Cell", "chosen_rates", "collect", "delta", "Verdict", "verdict_h1", "verdict_h2", "verdict_h3", "results_table",
     "noise_floor", "DATA_TO_TEXT", "level_label",
 ]
 
@@ -126,10 +126,15 @@ class Cell:
         return math.sqrt(sum((x - m) ** 2 for x in means) / (len(means) - 1))
 
 
+def chosen_rates(lr_search: Iterable[dict]) -> dict[tuple[str, str, float], float]:
+    """The learning rate each cell's search chose, by (size, task, sparsity)."""
+    return {(c["size"], c["task"], float(c["sparsity"])): c["chosen"] for c in lr_search}
+
+
 def collect(eval_results: Iterable[dict], lr_search: Iterable[dict], keep_masks: bool = False) -> dict:
     """Cells of the final runs: for each (size, task, sparsity) the evaluations at the rate its search
     chose (the runner-up rate's evaluation is left out), grouped by pre-training seed."""
-    chosen = {(c["size"], c["task"], float(c["sparsity"])): c["chosen"] for c in lr_search}
+    chosen = chosen_rates(lr_search)
     grouped: dict = {}
     for r in eval_results:
         key = (r["size"], r["task"], float(r["sparsity"]))
