@@ -3,9 +3,12 @@
 For each model preset it times, on random tokens, with the same optimizer and precision:
   baseline  a plain compiled dense loop (forward, backward, AdamW step; nothing else);
   dense     spdf_lib.training.train on the dense model;
-  masked    spdf_lib.training.train on the model with 75% static sparsity (mask upkeep included).
+  masked    spdf_lib.training.train on the model with 75% static sparsity (mask upkeep included);
+  rigl/set  the same with dynamic sparsity (spdf_lib.dynamic) updating the masks every
+            --dynamic-interval steps (chapter 09): the cost of the updates, RigL's dense gradient included.
 It prints tokens/s, MFU (model FLOPs from spdf_lib.flops, dense count, over the hardware peak given
-with --peak-tflops) and the ratios the book quotes: dense / baseline and masked / dense.
+with --peak-tflops) and the ratios the book quotes: dense / baseline, masked / dense and, for the
+dynamic loops, their cost over the static mask at the interval timed.
 
     python benchmarks/bench_pretrain_throughput.py --presets gpu-small,gpu-large --peak-tflops 989
 """
@@ -64,12 +67,19 @@ def time_baseline(config, batches, steps, warmup, windows, device) -> list[float
     return _window_times(marks, steps)
 
 
-def time_book_loop(config, batches, steps, warmup, windows, device, level: float) -> list[float]:
-    """Seconds per step of spdf_lib.training.train (schedule, masks, logging included), per window."""
+def time_book_loop(config, batches, steps, warmup, windows, device, level: float, dynamic_method: str = "",
+                   interval: int = 100) -> list[float]:
+    """Seconds per step of spdf_lib.training.train (schedule, masks, logging included), per window;
+    with ``dynamic_method`` ("rigl" or "set") the masks move every ``interval`` steps."""
+    from spdf_lib import dynamic
+
     torch.manual_seed(0)
     model = GPT(config)
     if level > 0:
         sparsify(model, SparsitySpec(level=level, seed=0))
+    total = warmup + windows * steps + 1
+    after_step = None if not dynamic_method else dynamic.hook(
+        dynamic.DynamicSpec(method=dynamic_method, interval=interval, fraction=0.3, end_step=total + 1))
     marks = []
 
     def batch_at(step):
@@ -78,9 +88,9 @@ def time_book_loop(config, batches, steps, warmup, windows, device, level: float
             marks.append(time.perf_counter())
         return batches[step % len(batches)]
 
-    optim = training.OptimConfig(lr=1e-4, total_steps=warmup + windows * steps + 1, warmup_steps=10)
+    optim = training.OptimConfig(lr=1e-4, total_steps=total, warmup_steps=10)
     training.train(model, batch_at=batch_at, optim=optim, device=device, compile_model=device.type == "cuda",
-                   progress=False, desc="bench")
+                   progress=False, desc="bench", after_step=after_step)
     return _window_times(marks[:windows + 1], steps)
 
 
@@ -96,7 +106,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--peak-tflops", type=float, default=989.0,
                         help="hardware peak for MFU (H100 SXM dense bf16: 989)")
-    parser.add_argument("--loops", default="baseline,dense,masked", help="which loops to time")
+    parser.add_argument("--loops", default="baseline,dense,masked", help="which loops to time (also rigl, set)")
+    parser.add_argument("--dynamic-interval", type=int, default=20, help="steps between mask updates (rigl, set)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -107,7 +118,7 @@ def main() -> None:
         tokens = args.batch * args.seq
         flops_per_token = 3 * forward_flops_per_token(config, 0.0, seq_len=args.seq).total
         loops = args.loops.split(",")
-        samples = {"baseline": [], "dense": [], "masked": []}
+        samples = {"baseline": [], "dense": [], "masked": [], "rigl": [], "set": []}
         # rounds interleave the three loops so that clock drift affects them alike; median of windows
         for _ in range(args.rounds):
             if "baseline" in loops:
@@ -116,17 +127,25 @@ def main() -> None:
                 samples["dense"] += time_book_loop(config, batches, args.steps, args.warmup, args.windows, device, 0.0)
             if "masked" in loops:
                 samples["masked"] += time_book_loop(config, batches, args.steps, args.warmup, args.windows, device, 0.75)
+            for method in ("rigl", "set"):
+                if method in loops:
+                    samples[method] += time_book_loop(config, batches, args.steps, args.warmup, args.windows, device,
+                                                      0.75, method, args.dynamic_interval)
         nan = float("nan")
-        base, dense, masked = (statistics.median(samples[k]) if samples[k] else nan
-                               for k in ("baseline", "dense", "masked"))
-        for label, sec in (("baseline", base), ("dense", dense), ("masked 75%", masked)):
+        base, dense, masked, rigl, set_ = (statistics.mean(samples[k]) if k in ("rigl", "set") and samples[k]
+                                           else statistics.median(samples[k]) if samples[k] else nan
+                                           for k in ("baseline", "dense", "masked", "rigl", "set"))
+        for label, sec in (("baseline", base), ("dense", dense), ("masked 75%", masked), ("rigl 75%", rigl),
+                           ("set 75%", set_)):
             if sec != sec:  # not timed
                 continue
             tps = tokens / sec
             rows.append({"preset": name, "loop": label, "ms_per_step": 1e3 * sec, "tokens_per_s": tps,
                          "mfu": tps * flops_per_token / (args.peak_tflops * 1e12)})
         rows.append({"preset": name, "loop": "ratios", "dense_vs_baseline": base / dense,
-                     "masked_slowdown_vs_dense": masked / dense - 1.0})
+                     "masked_slowdown_vs_dense": masked / dense - 1.0,
+                     "rigl_slowdown_vs_masked": rigl / masked - 1.0, "set_slowdown_vs_masked": set_ / masked - 1.0,
+                     "dynamic_interval": args.dynamic_interval})
     print(f"device: {torch.cuda.get_device_name(0) if device.type == 'cuda' else 'cpu'}; torch {torch.__version__}; "
           f"batch {args.batch} x seq {args.seq}; peak {args.peak_tflops} TFLOP/s; median of "
           f"{args.rounds} x {args.windows} windows of {args.steps} steps per loop")
@@ -134,6 +153,10 @@ def main() -> None:
         if r["loop"] == "ratios":
             print(f"{r['preset']:>10}  dense/baseline speed {r['dense_vs_baseline']:.3f}x   "
                   f"masked slower than dense by {100 * r['masked_slowdown_vs_dense']:+.1f}%")
+            for method in ("rigl", "set"):
+                if r[f"{method}_slowdown_vs_masked"] == r[f"{method}_slowdown_vs_masked"]:
+                    print(f"{r['preset']:>10}  {method} (an update every {r['dynamic_interval']} steps) slower than "
+                          f"the static mask by {100 * r[f'{method}_slowdown_vs_masked']:+.1f}%")
         else:
             print(f"{r['preset']:>10}  {r['loop']:<11} {r['ms_per_step']:8.2f} ms/step  "
                   f"{r['tokens_per_s'] / 1e6:7.3f} M tok/s  MFU {100 * r['mfu']:5.1f}%")

@@ -5,8 +5,13 @@
 #   bash scripts/gpu_device_step.sh setup     # the first call: wheels, the first part of the data
 #   bash scripts/gpu_device_step.sh bench     # one gpu-large pre-training and one fine-tuning alone
 #                                             # on the idle GPU (the reference of bench_grid_throughput.py)
+#   bash scripts/gpu_device_step.sh bench-dynamic   # what RigL's and SET's mask updates cost on the GPU
+#                                             # (gpu-large, static mask vs the two, chapter 09)
 #   bash scripts/gpu_device_step.sh 8.5       # later calls: unpack what came along, then run or
 #                                             # resume the profile for at most 8.5 minutes
+#   STAGES=beyond bash scripts/gpu_device_step.sh 8.5   # chapter 09's stage instead of the grid: its
+#                                             # results folder starts from the committed gpu results,
+#                                             # so the grid's runs it shares are read, not recomputed
 #
 # SPDF_COMMIT (the commit the working tree was sent from) is recorded in every result's environment.
 #
@@ -19,8 +24,13 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export SPDF_DATA=${SPDF_DATA:-/root/spdf_data} SPDF_CACHE=${SPDF_CACHE:-/root/spdf_cache}
 export TABLES=${TABLES:-/root/spdf_tables} OUT=${OUT:-/tmp/out}
-STEP=${1:?usage: gpu_device_step.sh setup|MINUTES}
+STEP=${1:?usage: gpu_device_step.sh setup|bench|bench-dynamic|MINUTES}
+export STAGES=${STAGES:-pretrain,finetune,eval,prune}
 LOG=$(dirname "$TABLES")/spdf_run.log
+[ "$STAGES" = beyond ] && LOG=$(dirname "$TABLES")/spdf_run_beyond.log
+if [ "$STAGES" = beyond ] && [ ! -d "$TABLES/gpu/runs" ]; then
+  mkdir -p "$TABLES/gpu" && cp -r tables/gpu/runs "$TABLES/gpu/"
+fi
 mkdir -p "$SPDF_DATA/pretrain" "$SPDF_CACHE/tokenizer" "$TABLES" "$OUT"
 echo "$(date +%s) start $STEP" >>"$LOG.times"
 
@@ -42,6 +52,9 @@ if [ "$STEP" = bench ]; then
   python3 benchmarks/bench_pretrain_throughput.py --presets gpu-large --loops dense --rounds 1 --windows 4 \
     --json "$OUT/pretrain_alone.json" 2>&1 | tee "$OUT/pretrain_alone.log"
   python3 benchmarks/bench_finetune_concurrency.py --processes 1 --batch 64 --seconds 10 2>&1 | tee "$OUT/finetune_alone.log"
+elif [ "$STEP" = bench-dynamic ]; then
+  python3 benchmarks/bench_pretrain_throughput.py --presets gpu-large --loops masked,rigl,set --rounds 1 \
+    --windows 4 --dynamic-interval 20 --json "$OUT/dynamic_cost.json" 2>&1 | tee "$OUT/dynamic_cost.log"
 elif [ "$STEP" != setup ]; then
   MINUTES=$STEP TABLES=$TABLES bash scripts/gpu_profile.sh 2>&1 | grep --line-buffered -v "^data root:" | tee -a "$LOG"
   status=$?

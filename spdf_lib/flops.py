@@ -112,6 +112,29 @@ def training_flops(config: GPTConfig, tokens: float, sparsity: float = 0.0, seq_
     return 3.0 * forward_flops_per_token(config, sparsity, seq_len).total * tokens
 
 
+def dense_gradient_flops(config: GPTConfig, tokens: float, seq_len: int | None = None) -> float:
+    """FLOPs of dynamic sparsity's dense-gradient passes (RigL, chapter 09): one dense forward and
+    backward over ``tokens`` tokens, counted as dense training."""
+    return training_flops(config, tokens, 0.0, seq_len)
+
+
+def isoflop_tokens(config: GPTConfig, sparsity: float, own_tokens: int, target_flops: float, tokens_per_step: int,
+                   seq_len: int | None = None) -> int:
+    """Training tokens (whole steps of ``tokens_per_step``, rounded to the nearest) at which a run at
+    ``sparsity`` spends ``target_flops`` (chapter 09: sparse models pre-trained until their training
+    FLOPs equal the dense model's). A target below the FLOPs of the run's own ``own_tokens`` is an
+    error: an iso-FLOP run is never shorter than the run it extends."""
+    if tokens_per_step <= 0:
+        raise ValueError(f"tokens_per_step must be positive, got {tokens_per_step!r}")
+    own = training_flops(config, own_tokens, sparsity, seq_len)
+    if not target_flops >= own:
+        raise ValueError(f"iso-FLOP target_flops={target_flops:.4g} is below the run's own training FLOPs "
+                         f"{own:.4g} ({own_tokens} tokens at sparsity {sparsity}): choose a target at least "
+                         f"as large")
+    per_step = training_flops(config, tokens_per_step, sparsity, seq_len)
+    return max(1, round(target_flops / per_step)) * tokens_per_step
+
+
 def chinchilla_tokens(config: GPTConfig, tokens_per_param: float = CHINCHILLA_TOKENS_PER_PARAM) -> int:
     """Pre-training tokens of the Chinchilla schedule: tokens per parameter x all parameters."""
     return int(tokens_per_param * num_params(config))
@@ -194,6 +217,7 @@ __all__ = [
     "PUBLISHED_REDUCTION_75", "PUBLISHED_SAVING_75", "CHINCHILLA_TOKENS_PER_PARAM", "CURATION_CORPUS_EXAMPLES",
     "CURATION_FINETUNE_SEQ_LEN", "CURATION_FINETUNE_EPOCHS", "CURATION_FINETUNE_TOKENS", "ForwardFlops",
     "sparsifiable_weights", "forward_flops_per_token", "inference_flops_per_token", "training_flops",
+    "dense_gradient_flops", "isoflop_tokens",
     "chinchilla_tokens", "PipelineFlops", "spdf_flops", "flop_reduction", "paper_pipeline", "ParamMemory",
     "param_memory", "model_param_memory",
 ]

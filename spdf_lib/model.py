@@ -67,6 +67,12 @@ PRESETS: Mapping[str, GPTConfig] = MappingProxyType({
     "cpu-large": GPTConfig(n_layer=4, n_head=4, n_embd=128, d_ff=512, block_size=256, vocab_size=4096),
     "gpu-small": GPTConfig(n_layer=3, n_head=3, n_embd=144, d_ff=576, block_size=512, vocab_size=8192),
     "gpu-large": GPTConfig(n_layer=6, n_head=5, n_embd=320, d_ff=1280, block_size=512, vocab_size=8192),
+    # chapter 09's size family around the gpu sizes: width about 50 per layer, d_ff = 4 d, heads of 48-64
+    "gpu-l2d96": GPTConfig(n_layer=2, n_head=2, n_embd=96, d_ff=384, block_size=512, vocab_size=8192),
+    "gpu-l4d192": GPTConfig(n_layer=4, n_head=4, n_embd=192, d_ff=768, block_size=512, vocab_size=8192),
+    "gpu-l5d256": GPTConfig(n_layer=5, n_head=4, n_embd=256, d_ff=1024, block_size=512, vocab_size=8192),
+    # and the smoke profile's (every code path of chapter 09 in seconds)
+    "smoke-l1d16": GPTConfig(n_layer=1, n_head=1, n_embd=16, d_ff=64, block_size=256, vocab_size=512),
 })
 
 

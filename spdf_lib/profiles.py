@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from .data.files import TASKS  # defined once, beside the data it names
 
 __all__ = [
-    "PretrainSettings", "TaskSettings", "LRSearch", "FinetuneSettings", "PruningSettings", "Profile", "TASKS",
+    "PretrainSettings", "TaskSettings", "LRSearch", "FinetuneSettings", "PruningSettings", "DynamicSettings",
+    "BeyondSettings", "Profile", "TASKS",
     "SMOKE", "CPU", "GPU", "PROFILES", "default_profile_name", "get_profile",
 ]
 
@@ -114,6 +115,68 @@ class PruningSettings:
 
 
 @dataclass(frozen=True)
+class DynamicSettings:
+    """Dynamic sparsity in chapter 09 (``spdf_lib.dynamic``): RigL and SET at one level.
+
+    Masks move every ``interval`` optimizer steps with the update fraction ``fraction`` decaying along
+    a half cosine to 0 at ``end_frac`` of the run's steps (RigL's defaults: 0.3 and 75%).
+    """
+
+    methods: tuple[str, ...] = ("rigl", "set")
+    level: float = 0.75
+    interval: int = 100
+    fraction: float = 0.3
+    end_frac: float = 0.75
+
+    def __post_init__(self):
+        from .dynamic import METHODS
+
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"dynamic.methods must be among {METHODS}, got {self.methods!r}")
+        if not 0.0 < self.level < 1.0:
+            raise ValueError(f"dynamic.level must be in (0, 1), got {self.level!r}")
+        if not 0.0 < self.end_frac <= 1.0:
+            raise ValueError(f"dynamic.end_frac must be in (0, 1], got {self.end_frac!r}")
+
+
+@dataclass(frozen=True)
+class BeyondSettings:
+    """Chapter 09, the questions the paper leaves open, as its own stage (``--stages beyond``).
+
+    ``family``: model presets of one shape family, smallest first, the profile's two sizes among
+    them; each is pre-trained at every level of ``levels`` with every seed of ``scaling_seeds``
+    (pre-training only). ``size``: the model of the longer (iso-FLOP) and the dynamic runs, which are
+    fine-tuned on ``task`` with the ``lr_search`` and every seed of ``finetune_seeds`` (the first
+    pre-training seed's model; the others with the first fine-tuning seed), as in chapter 05.
+    """
+
+    family: tuple[str, ...]
+    levels: tuple[float, ...]
+    scaling_seeds: tuple[int, ...]
+    size: str
+    isoflop_levels: tuple[float, ...]
+    isoflop_seeds: tuple[int, ...]
+    dynamic: DynamicSettings
+    dynamic_seeds: tuple[int, ...]
+    task: str
+    finetune_seeds: tuple[int, ...]
+    lr_search: LRSearch
+
+    def __post_init__(self):
+        if 0.0 not in self.levels:
+            raise ValueError(f"beyond.levels must include the dense baseline 0.0, got {self.levels!r}")
+        for name in ("scaling_seeds", "isoflop_seeds", "dynamic_seeds", "finetune_seeds"):
+            seeds = getattr(self, name)
+            if not seeds or len(set(seeds)) != len(seeds):
+                raise ValueError(f"beyond.{name} must be distinct seeds, got {seeds!r}")
+        if any(not 0.0 < level < 1.0 for level in self.isoflop_levels):
+            raise ValueError(f"beyond.isoflop_levels must be in (0, 1), got {self.isoflop_levels!r}")
+        if self.size not in self.family:
+            raise ValueError(f"beyond.size {self.size!r} must be one of beyond.family {self.family!r}")
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything that sets the size of a run of the book."""
 
@@ -128,6 +191,7 @@ class Profile:
     pretrain: PretrainSettings
     finetune: FinetuneSettings
     pruning: PruningSettings
+    beyond: BeyondSettings | None = None  # chapter 09 (None: the profile has no chapter 09 runs)
     workers: int = 1  # fine-tuning/evaluation runs side by side (processes sharing one GPU)
     pretrain_workers: int = 1  # pre-training runs side by side (larger models fill the GPU sooner)
 
@@ -138,6 +202,14 @@ class Profile:
                 raise ValueError(f"profile {self.name!r}: {name} must be distinct seeds, got {seeds}")
         if 0.0 not in self.sparsity_levels:
             raise ValueError(f"profile {self.name!r}: sparsity_levels must include the dense baseline 0.0")
+        if self.beyond is not None:
+            missing = [size for size in self.sizes if size not in self.beyond.family]
+            if missing:
+                raise ValueError(f"profile {self.name!r}: beyond.family must contain the profile's sizes; "
+                                 f"{missing} missing")
+            if self.beyond.task not in self.task_names:
+                raise ValueError(f"profile {self.name!r}: beyond.task {self.beyond.task!r} is not one of "
+                                 f"the profile's tasks {self.task_names}")
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -171,6 +243,11 @@ SMOKE = Profile(
         batch_size=8, lr_search=LRSearch(grid=(1e-3, 3e-3), factor=3.0, max_extensions=1), max_len=128,
         beam_size=2, no_repeat_ngram_size=3),
     pruning=PruningSettings(iterations=8, retrain_tokens=8 * 64 * 2),
+    beyond=BeyondSettings(
+        family=("smoke-l1d16", "smoke-small", "smoke-large"), levels=(0.0, 0.5, 0.75), scaling_seeds=(0, 1),
+        size="smoke-large", isoflop_levels=(0.5, 0.75), isoflop_seeds=(0,),
+        dynamic=DynamicSettings(interval=4, fraction=0.3, end_frac=0.75), dynamic_seeds=(0, 1), task="e2e",
+        finetune_seeds=(0,), lr_search=LRSearch(grid=(1e-3, 3e-3), factor=3.0, max_extensions=1)),
 )
 
 CPU = Profile(
@@ -193,6 +270,10 @@ CPU = Profile(
                             max_dev_examples=60)),
         batch_size=16, lr_search=LRSearch(grid=(1e-3,), max_extensions=0), max_len=256, beam_size=2),
     pruning=PruningSettings(iterations=8, retrain_tokens=40_000),
+    beyond=BeyondSettings(
+        family=("cpu-small", "cpu-large"), levels=(0.0, 0.75), scaling_seeds=(0,), size="cpu-large",
+        isoflop_levels=(0.75,), isoflop_seeds=(0,), dynamic=DynamicSettings(methods=("rigl",), interval=20),
+        dynamic_seeds=(0,), task="e2e", finetune_seeds=(0,), lr_search=LRSearch(grid=(1e-3,), max_extensions=0)),
 )
 
 GPU = Profile(
@@ -215,6 +296,11 @@ GPU = Profile(
         batch_size=64, lr_search=LRSearch(grid=(2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3), factor=2.0, max_extensions=2),
         max_len=512, beam_size=4),
     pruning=PruningSettings(iterations=8, retrain_tokens=4_000_000),
+    beyond=BeyondSettings(
+        family=("gpu-l2d96", "gpu-small", "gpu-l4d192", "gpu-l5d256", "gpu-large"), levels=(0.0, 0.5, 0.75),
+        scaling_seeds=(0, 1), size="gpu-large", isoflop_levels=(0.5, 0.75), isoflop_seeds=(0,),
+        dynamic=DynamicSettings(interval=100, fraction=0.3, end_frac=0.75), dynamic_seeds=(0, 1), task="e2e",
+        finetune_seeds=(0, 1), lr_search=LRSearch(grid=(5e-4, 1e-3, 2e-3), factor=2.0, max_extensions=2)),
     workers=12,
     pretrain_workers=4,
 )

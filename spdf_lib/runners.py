@@ -49,9 +49,10 @@ def do_pretrain(run: PretrainRun, device: torch.device, deadline: float | None =
     """Pre-train one model (or resume it) and return its result (chapter 04)."""
     from .checkpoint import save_model
     from .data import packed_batch, passes_for
-    from .flops import training_flops
+    from . import dynamic
+    from .flops import dense_gradient_flops, training_flops
     from .model import GPT
-    from .sparsity import SparsitySpec, sparsify
+    from .sparsity import SparsitySpec, moved_fraction, sparsify
 
     cached = results.cached_result(run)
     if cached is not None:
@@ -69,15 +70,25 @@ def do_pretrain(run: PretrainRun, device: torch.device, deadline: float | None =
         optim=pretrain_optim(run), device=device, checkpoint_path=d / "checkpoint.pt",
         checkpoint_every=s.checkpoint_every, evaluate=lambda: training.mean_loss(model, valid, device),
         eval_every=s.eval_every, deadline=deadline, compile_model=device.type == "cuda",
-        desc=f"pretrain {run.run_id}", progress=progress)
+        desc=f"pretrain {run.run_id}", progress=progress,
+        after_step=None if run.dynamic is None else dynamic.hook(run.dynamic))
     save_model(d / "model.pt", model.cpu())
     val_loss = log["val_loss"][-1]
+    flops = training_flops(run.model, log["tokens"], run.sparsity, seq_len=s.seq_len)
+    extra = {}
+    if run.variant:  # chapter 09's runs (the grid's results keep their published fields)
+        updates = [] if run.dynamic is None else dynamic.update_steps(run.dynamic, run.steps)
+        passes = len(updates) if run.variant == "rigl" else 0  # RigL's dense-gradient passes; SET needs none
+        extra = {"variant": run.variant, "dynamic": None if run.dynamic is None else run.dynamic.as_dict(),
+                 "mask_updates": len(updates), "dense_gradient_passes": passes,
+                 "dense_gradient_flops": dense_gradient_flops(run.model, passes * run.tokens_per_step, s.seq_len),
+                 "mask_moved_fraction": moved_fraction(model, SparsitySpec(level=run.sparsity, seed=run.seed))}
+        flops += extra["dense_gradient_flops"]
     return results.finish(run, {
         "size": run.size, "sparsity": run.sparsity, "seed": run.seed, "tokens": log["tokens"], "steps": run.steps,
         "corpus_tokens": int(len(train_tokens)),
         "passes": passes_for(log["tokens"], train_tokens, s.seq_len),
-        "val_loss": val_loss, "val_ppl": math.exp(val_loss), "log": log,
-        "training_flops": training_flops(run.model, log["tokens"], run.sparsity, seq_len=s.seq_len),
+        "val_loss": val_loss, "val_ppl": math.exp(val_loss), "log": log, "training_flops": flops, **extra,
     })
 
 
@@ -127,6 +138,7 @@ def do_finetune(run: FinetuneRun, device: torch.device, deadline: float | None =
     processed = run.epochs * sum(len(ex.input_ids) for ex in train_examples)
     return results.finish(run, {
         "size": run.base.size, "sparsity": run.base.sparsity, "pretrain_seed": run.base.seed, "task": run.task,
+        **({"variant": run.base.variant} if run.base.variant else {}),
         "lr": run.lr, "seed": run.seed, "keep_masks": run.keep_masks, "dev_loss": dev_loss,
         "dev_ppl": math.exp(dev_loss), "train_examples": len(train_examples), "steps": len(schedule),
         "tokens": log["tokens"], "log": log, "processed_tokens": processed,
@@ -169,6 +181,7 @@ def do_eval(run: EvalRun, device: torch.device, deadline: float | None = None, p
         value = math.exp(test_loss)
     return results.finish(run, {
         "size": ft.base.size, "sparsity": ft.base.sparsity, "pretrain_seed": ft.base.seed, "task": ft.task,
+        **({"variant": ft.base.variant} if ft.base.variant else {}),
         "seed": ft.seed, "lr": ft.lr, "keep_masks": ft.keep_masks, "metric": run.metric, "value": value,
         "test_loss": test_loss, "test_pairs": len(pairs), "test_inputs": len(test), "wall_s": time.time() - t0,
     })

@@ -23,22 +23,26 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Mapping
 
 from . import __version__, store
 from .profiles import LRSearch, PretrainSettings, Profile, PruningSettings
+
+_NEW_FIELD = {store.OMIT_AT_DEFAULT: True}  # fields added after runs were published: keys unchanged at default
 
 __all__ = [
     "STAGES", "BLEU_TASKS", "TokenizerSpec", "PretrainRun", "FinetuneOptim", "FinetuneRun", "EvalRun",
     "PruningRun", "run_key", "profile_of", "tokenizer_spec", "load_tokenizer", "planned_tokens",
     "pretraining_runs", "finetune_optim", "finetune_run", "search_runs", "next_rates", "chosen_lr",
     "runner_up_lr", "search_status", "final_runs_for", "eval_run", "dense_large_run", "pruning_runs",
-    "random_static_run", "cell_of",
+    "random_static_run", "cell_of", "PRETRAIN_VARIANTS", "FinetunePlan", "grid_plan", "scaling_runs",
+    "isoflop_runs", "dynamic_spec", "dynamic_runs", "beyond_plan",
 ]
 
-STAGES = ("pretrain", "finetune", "eval", "prune")
+STAGES = ("pretrain", "finetune", "eval", "prune", "beyond")
 BLEU_TASKS = ("e2e", "webnlg", "dart")
+PRETRAIN_VARIANTS = ("", "isoflop", "rigl", "set")
 
 
 # ----------------------------------------------------------------------------- run descriptions
@@ -67,10 +71,30 @@ class PretrainRun:
     tokens: int  # planned training tokens (whole steps)
     tokenizer: TokenizerSpec
     data: str  # fingerprint of the pre-training corpus
+    # chapter 09: "" = the static mask at the Chinchilla length, "isoflop" = the static mask trained
+    # until its FLOPs equal the dense model's, "rigl" / "set" = dynamic sparsity with ``dynamic``
+    variant: str = field(default="", metadata=_NEW_FIELD)
+    dynamic: Any = field(default=None, metadata=_NEW_FIELD)  # a dynamic.DynamicSpec for rigl / set
+
+    def __post_init__(self):
+        from .dynamic import METHODS, DynamicSpec
+
+        if self.variant not in PRETRAIN_VARIANTS:
+            raise ValueError(f"{self.size}: unknown sparsity method variant={self.variant!r}; choose one of "
+                             f"{PRETRAIN_VARIANTS} ('' is the static mask)")
+        if self.variant and not self.sparsity > 0:
+            raise ValueError(f"{self.size}: variant {self.variant!r} needs a sparsity above 0, got {self.sparsity}")
+        if self.variant in METHODS:
+            if not isinstance(self.dynamic, DynamicSpec) or self.dynamic.method != self.variant:
+                raise ValueError(f"{self.size}: variant {self.variant!r} needs dynamic=DynamicSpec(method="
+                                 f"{self.variant!r}, ...), got {self.dynamic!r}")
+        elif self.dynamic is not None:
+            raise ValueError(f"{self.size}: dynamic={self.dynamic!r} is only for the variants {METHODS}")
 
     @property
     def run_id(self) -> str:
-        return f"{self.size}_s{round(self.sparsity * 100):02d}_p{self.seed}"
+        tail = f"_{self.variant}" if self.variant else ""
+        return f"{self.size}_s{round(self.sparsity * 100):02d}_p{self.seed}{tail}"
 
     @property
     def tokens_per_step(self) -> int:
@@ -160,6 +184,21 @@ class PruningRun:
         return f"{self.base.run_id}_prune_{self.method}"
 
 
+@dataclass(frozen=True)
+class FinetunePlan:
+    """How a group of pre-trained models is fine-tuned: on which ``tasks``, with which learning-rate
+    ``search`` (run on the ``first_seed`` pre-training seed's model with the first fine-tuning seed),
+    which fine-tuning seeds the final runs use (all on the first model, the first on the others) and
+    at which sparsity the masks-kept control runs (None: no control). Chapter 05's grid has one plan
+    (``grid_plan``), chapter 09's longer and dynamic runs another (``beyond_plan``)."""
+
+    tasks: tuple[str, ...]
+    search: LRSearch
+    first_seed: int
+    finetune_seeds: tuple[int, ...]
+    control_level: float | None = None
+
+
 def run_key(run) -> str:
     """The hash that names a run in the cache and in committed results."""
     return store.stable_hash(run.stage, run, __version__)
@@ -221,20 +260,22 @@ def _pretrain_data_fingerprint() -> str:
 
 def pretraining_runs(profile: Profile, tokenizer: TokenizerSpec | None = None) -> list[PretrainRun]:
     """Every (size, sparsity, pre-training seed) run of the profile."""
-    from .model import get_config
-
     spec = tokenizer or tokenizer_spec(profile)
     data_fp = _pretrain_data_fingerprint()
-    runs = []
-    for size in profile.sizes:
-        config = get_config(size, vocab_size=spec.vocab_size,
-                            block_size=max(get_config(size).block_size, profile.pretrain.seq_len))
-        tokens = planned_tokens(config, profile.pretrain)
-        for level in profile.sparsity_levels:
-            for seed in profile.pretrain_seeds:
-                runs.append(PretrainRun(profile=profile.name, size=size, sparsity=level, seed=seed, model=config,
-                                        settings=profile.pretrain, tokens=tokens, tokenizer=spec, data=data_fp))
-    return runs
+    return [_pretrain_run(profile, spec, data_fp, size, level, seed)
+            for size in profile.sizes for level in profile.sparsity_levels for seed in profile.pretrain_seeds]
+
+
+def _pretrain_run(profile: Profile, spec: TokenizerSpec, data_fp: str, size: str, sparsity: float, seed: int,
+                  tokens: int | None = None, **variant) -> PretrainRun:
+    """One pre-training run of the profile (the Chinchilla length unless ``tokens`` is given)."""
+    from .model import get_config
+
+    config = get_config(size, vocab_size=spec.vocab_size,
+                        block_size=max(get_config(size).block_size, profile.pretrain.seq_len))
+    return PretrainRun(profile=profile.name, size=size, sparsity=sparsity, seed=seed, model=config,
+                       settings=profile.pretrain, tokens=planned_tokens(config, profile.pretrain) if tokens is None
+                       else tokens, tokenizer=spec, data=data_fp, **variant)
 
 
 def finetune_optim(profile: Profile, base: PretrainRun) -> FinetuneOptim:
@@ -255,9 +296,20 @@ def finetune_run(profile: Profile, base: PretrainRun, task: str, lr: float, seed
                        optim=finetune_optim(profile, base), data=task_fingerprint(task))
 
 
-def search_runs(profile: Profile, base: PretrainRun, task: str, lrs: Iterable[float]) -> list[FinetuneRun]:
+def grid_plan(profile: Profile) -> FinetunePlan:
+    """The fine-tuning of chapter 05's grid: every task, the profile's search and seeds, and the
+    masks-kept control at the highest sparsity."""
+    top = max(profile.sparsity_levels)
+    return FinetunePlan(tasks=profile.task_names, search=profile.finetune.lr_search,
+                        first_seed=profile.pretrain_seeds[0], finetune_seeds=profile.finetune_seeds,
+                        control_level=top if profile.finetune.sparse_control and top > 0 else None)
+
+
+def search_runs(profile: Profile, base: PretrainRun, task: str, lrs: Iterable[float],
+                plan: FinetunePlan | None = None) -> list[FinetuneRun]:
     """The learning-rate search runs of one (model, task): the first fine-tuning seed at each rate."""
-    return [finetune_run(profile, base, task, lr, profile.finetune_seeds[0]) for lr in lrs]
+    plan = plan or grid_plan(profile)
+    return [finetune_run(profile, base, task, lr, plan.finetune_seeds[0]) for lr in lrs]
 
 
 def _ranked(losses: Mapping[float, float]) -> list[tuple[float, float]]:
@@ -320,20 +372,21 @@ def search_status(losses: Mapping[float, float], search: LRSearch) -> str:
     return "interior"
 
 
-def final_runs_for(profile: Profile, bases: Iterable[PretrainRun], task: str, lr: float) -> list[FinetuneRun]:
+def final_runs_for(profile: Profile, bases: Iterable[PretrainRun], task: str, lr: float,
+                   plan: FinetunePlan | None = None) -> list[FinetuneRun]:
     """The final runs of one (size, sparsity, task) cell at the chosen rate: every pre-trained model
     with the first fine-tuning seed, the first model with every fine-tuning seed, and the masks-kept
-    control (first fine-tuning seed) at the highest sparsity."""
-    top = max(profile.sparsity_levels)
+    control (first fine-tuning seed) at the plan's control sparsity (chapter 05: the highest)."""
+    plan = plan or grid_plan(profile)
     runs = []
     for base in bases:
         # every fine-tuning seed on the first pre-trained model (it measures the fine-tuning spread),
         # the first fine-tuning seed on the others (they measure the pre-training spread)
-        seeds = profile.finetune_seeds if base.seed == profile.pretrain_seeds[0] else profile.finetune_seeds[:1]
+        seeds = plan.finetune_seeds if base.seed == plan.first_seed else plan.finetune_seeds[:1]
         for seed in seeds:
             runs.append(finetune_run(profile, base, task, lr, seed))
-        if profile.finetune.sparse_control and base.sparsity == top and top > 0:
-            runs.append(finetune_run(profile, base, task, lr, profile.finetune_seeds[0], keep_masks=True))
+        if plan.control_level is not None and base.sparsity == plan.control_level:
+            runs.append(finetune_run(profile, base, task, lr, plan.finetune_seeds[0], keep_masks=True))
     return runs
 
 
@@ -364,3 +417,72 @@ def random_static_run(profile: Profile, bases: Iterable[PretrainRun]) -> Pretrai
 
     base = dense_large_run(profile, bases)
     return dataclasses.replace(base, sparsity=sparsity_schedule(base.model, profile.pruning)[-1])
+
+
+# ----------------------------------------------------------------------------- chapter 09
+
+def _beyond(profile: Profile):
+    if profile.beyond is None:
+        raise ValueError(f"profile {profile.name!r} has no chapter 09 settings (Profile.beyond is None)")
+    return profile.beyond
+
+
+def scaling_runs(profile: Profile, tokenizer: TokenizerSpec | None = None) -> list[PretrainRun]:
+    """Chapter 09's size study: every size of the family x level x seed, static masks, the Chinchilla
+    length (the runs of the profile's own sizes are the grid's, with the grid's keys)."""
+    b = _beyond(profile)
+    spec = tokenizer or tokenizer_spec(profile)
+    data_fp = _pretrain_data_fingerprint()
+    return [_pretrain_run(profile, spec, data_fp, size, level, seed)
+            for size in b.family for level in b.levels for seed in b.scaling_seeds]
+
+
+def isoflop_runs(profile: Profile, tokenizer: TokenizerSpec | None = None) -> list[PretrainRun]:
+    """Static-mask runs of ``beyond.size`` trained until their training FLOPs (chapter 02's
+    convention) equal those of the dense Chinchilla-length run of that size."""
+    from .flops import isoflop_tokens, training_flops
+
+    b = _beyond(profile)
+    spec = tokenizer or tokenizer_spec(profile)
+    data_fp = _pretrain_data_fingerprint()
+    dense = _pretrain_run(profile, spec, data_fp, b.size, 0.0, b.isoflop_seeds[0])
+    seq = profile.pretrain.seq_len
+    target = training_flops(dense.model, dense.tokens, 0.0, seq_len=seq)
+    runs = []
+    for level in b.isoflop_levels:
+        tokens = isoflop_tokens(dense.model, level, dense.tokens, target, dense.tokens_per_step, seq_len=seq)
+        runs += [_pretrain_run(profile, spec, data_fp, b.size, level, seed, tokens=tokens, variant="isoflop")
+                 for seed in b.isoflop_seeds]
+    return runs
+
+
+def dynamic_spec(profile: Profile, method: str, seed: int, steps: int):
+    """The ``DynamicSpec`` of a chapter 09 run of ``steps`` optimizer steps; an unknown ``method``,
+    an interval of 0 or a fraction outside (0, 1) is an error naming the parameter."""
+    from .dynamic import DynamicSpec
+
+    d = _beyond(profile).dynamic
+    return DynamicSpec(method=method, interval=d.interval, fraction=d.fraction,
+                       end_step=max(d.interval + 1, int(d.end_frac * steps)), seed=seed)
+
+
+def dynamic_runs(profile: Profile, tokenizer: TokenizerSpec | None = None) -> list[PretrainRun]:
+    """RigL and SET runs of ``beyond.size`` at ``beyond.dynamic.level``: the static run's tokens."""
+    b = _beyond(profile)
+    spec = tokenizer or tokenizer_spec(profile)
+    data_fp = _pretrain_data_fingerprint()
+    runs = []
+    for method in b.dynamic.methods:
+        for seed in b.dynamic_seeds:
+            static = _pretrain_run(profile, spec, data_fp, b.size, b.dynamic.level, seed)
+            runs.append(dataclasses.replace(static, variant=method,
+                                            dynamic=dynamic_spec(profile, method, seed, static.steps)))
+    return runs
+
+
+def beyond_plan(profile: Profile) -> FinetunePlan:
+    """How chapter 09's longer and dynamic runs are fine-tuned: ``beyond.task`` with its own search
+    and seeds, no masks-kept control."""
+    b = _beyond(profile)
+    first = min(set(b.isoflop_seeds) | set(b.dynamic_seeds))
+    return FinetunePlan(tasks=(b.task,), search=b.lr_search, first_seed=first, finetune_seeds=b.finetune_seeds)

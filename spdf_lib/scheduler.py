@@ -50,6 +50,8 @@ class SearchCell:
     size: str
     sparsity: float
     task: str
+    plan: R.FinetunePlan
+    variant: str = ""
     losses: dict[float, float] = field(default_factory=dict)
     requested: set[float] = field(default_factory=set)
     chosen: float | None = None
@@ -58,6 +60,7 @@ class SearchCell:
 
     def as_dict(self) -> dict:
         return {"size": self.size, "sparsity": self.sparsity, "task": self.task,
+                **({"variant": self.variant} if self.variant else {}),
                 "losses": dict(sorted(self.losses.items())), "chosen": self.chosen, "runner_up": self.runner_up,
                 "status": self.status}
 
@@ -147,19 +150,35 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
     compute = not needs_gpu(profile)
     spec = R.tokenizer_spec(profile)
     bases = R.pretraining_runs(profile, spec)
-    pre = list(bases) + [R.random_static_run(profile, bases)]  # chapter 08's baseline, shown in chapter 04
+    grid = bool(set(stages) - {"beyond"})
     want_ft, want_eval = "finetune" in stages or "eval" in stages, "eval" in stages
+    pre = list(bases) + [R.random_static_run(profile, bases)] if grid else []  # chapter 08's baseline too
+    # how each pre-trained model is fine-tuned, by run id (none: pre-training only)
+    plans: dict[str, R.FinetunePlan] = {}
+    evaluated: set[str] = set()  # pre-trained models whose final fine-tunes are evaluated on the test set
+    if want_ft:
+        plans |= {b.run_id: R.grid_plan(profile) for b in bases}
+        evaluated |= {b.run_id for b in bases} if want_eval else set()
+    if "beyond" in stages:  # chapter 09: the size study, then the longer and the dynamic runs, fine-tuned
+        tuned = R.isoflop_runs(profile, spec) + R.dynamic_runs(profile, spec)
+        pre += R.scaling_runs(profile, spec) + tuned
+        plans |= {b.run_id: R.beyond_plan(profile) for b in tuned}
+        evaluated |= {b.run_id for b in tuned}
     many = profile.workers if workers is None else max(1, workers)
     groups = placement.worker_groups(placement.grid_gpus(gpus, torch.cuda.device_count() if torch.cuda.is_available()
                                                          else 0), os.environ.get("CUDA_VISIBLE_DEVICES"))
     inline = many * len(groups) == 1 and groups[0].gpu in (None, 0)
-    p0, f0 = profile.pretrain_seeds[0], profile.finetune_seeds[0]
-    out: dict[str, dict[str, dict]] = {stage: {} for stage in R.STAGES}
-    cells = {(b.size, b.sparsity, t): SearchCell(b.size, b.sparsity, t)
-             for b in bases if b.seed == p0 for t in profile.task_names}
-    cell_bases = {}
-    for b in bases:
-        cell_bases.setdefault((b.size, b.sparsity), []).append(b)
+    out: dict[str, dict[str, dict]] = {stage: {} for stage in R.STAGES if stage != "beyond"}
+    cells: dict[tuple, SearchCell] = {}  # (size, sparsity, variant, task) -> its learning-rate search
+    cell_bases: dict[tuple, list] = {}  # (size, sparsity, variant) -> its pre-trained models
+    for b in pre:
+        plan = plans.get(b.run_id)
+        if plan is None or b in cell_bases.get((b.size, b.sparsity, b.variant), []):
+            continue
+        cell_bases.setdefault((b.size, b.sparsity, b.variant), []).append(b)
+        if b.seed == plan.first_seed:
+            for t in plan.tasks:
+                cells[(b.size, b.sparsity, b.variant, t)] = SearchCell(b.size, b.sparsity, t, plan, b.variant)
     finals: set[str] = set()
     seen: set[str] = set()
     missing: list = []
@@ -168,7 +187,8 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
 
     def priority(run) -> tuple:
         if isinstance(run, R.PretrainRun):
-            return (0, int(run not in bases), profile.pretrain_seeds.index(run.seed), -_work(run))
+            # runs that gate fine-tuning first, the first seed before the others, long runs first
+            return (0, int(run.run_id not in plans), run.seed, -_work(run))
         if isinstance(run, R.FinetuneRun):
             return (1 if run.run_id not in finals else 2, 0, 0, -_work(run))
         return (3, 0, 0, -_work(run))
@@ -188,56 +208,60 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
             heapq.heappush(ready, (*priority(run), next(order), run))
 
     def start_finals(cell: SearchCell, base: R.PretrainRun) -> None:
-        for r in R.final_runs_for(profile, [base], cell.task, cell.chosen):
+        for r in R.final_runs_for(profile, [base], cell.task, cell.chosen, cell.plan):
             finals.add(r.run_id)
             if r.run_id in out["finetune"]:
-                if want_eval:
+                if base.run_id in evaluated:
                     add(R.eval_run(profile, r))
             else:
                 add(r)
 
     def decide(cell: SearchCell) -> None:
         cell.chosen, cell.runner_up = R.chosen_lr(cell.losses), R.runner_up_lr(cell.losses)
-        cell.status = R.search_status(cell.losses, profile.finetune.lr_search)
-        for base in cell_bases[(cell.size, cell.sparsity)]:
+        cell.status = R.search_status(cell.losses, cell.plan.search)
+        group = cell_bases[(cell.size, cell.sparsity, cell.variant)]
+        for base in group:
             if base.run_id in out["pretrain"]:
                 start_finals(cell, base)
-        if want_eval and cell.runner_up is not None:
-            base = next(b for b in cell_bases[(cell.size, cell.sparsity)] if b.seed == p0)
-            add(R.eval_run(profile, R.finetune_run(profile, base, cell.task, cell.runner_up, f0)))
+        base = next(b for b in group if b.seed == cell.plan.first_seed)
+        if base.run_id in evaluated and cell.runner_up is not None:
+            add(R.eval_run(profile, R.finetune_run(profile, base, cell.task, cell.runner_up,
+                                                    cell.plan.finetune_seeds[0])))
 
     def request(cell: SearchCell, base: R.PretrainRun, lrs) -> None:
         cell.requested.update(lrs)
-        for r in R.search_runs(profile, base, cell.task, lrs):
+        for r in R.search_runs(profile, base, cell.task, lrs, cell.plan):
             add(r)
 
     def done(run, result: dict) -> None:
         out[run.stage][run.run_id] = result
-        if isinstance(run, R.PretrainRun) and run in bases:
-            if "prune" in stages and run == R.dense_large_run(profile, bases):
+        if isinstance(run, R.PretrainRun):
+            if "prune" in stages and run in bases and run == R.dense_large_run(profile, bases):
                 for r in R.pruning_runs(profile, bases):
                     add(r)
-            if not want_ft:
+            plan = plans.get(run.run_id)
+            if plan is None:
                 return
-            for task in profile.task_names:
-                cell = cells[(run.size, run.sparsity, task)]
+            for task in plan.tasks:
+                cell = cells[(run.size, run.sparsity, run.variant, task)]
                 if cell.chosen is not None:
                     start_finals(cell, run)
-                elif run.seed == p0:
-                    request(cell, run, profile.finetune.lr_search.grid)
+                elif run.seed == plan.first_seed:
+                    request(cell, run, plan.search.grid)
         elif isinstance(run, R.FinetuneRun):
-            cell = cells.get((run.base.size, run.base.sparsity, run.task))
-            is_search = (cell is not None and run.base.seed == p0 and run.seed == f0 and not run.keep_masks
+            cell = cells.get((run.base.size, run.base.sparsity, run.base.variant, run.task))
+            is_search = (cell is not None and run.base.seed == cell.plan.first_seed
+                         and run.seed == cell.plan.finetune_seeds[0] and not run.keep_masks
                          and run.lr in cell.requested and cell.chosen is None)
             if is_search:
                 cell.losses[run.lr] = result["dev_loss"]
                 if cell.requested <= set(cell.losses):
-                    more = R.next_rates(cell.losses, profile.finetune.lr_search)
+                    more = R.next_rates(cell.losses, cell.plan.search)
                     if more:
                         request(cell, run.base, more)
                     else:
                         decide(cell)
-            elif run.run_id in finals and want_eval:
+            elif run.run_id in finals and run.base.run_id in evaluated:
                 add(R.eval_run(profile, run))
 
     from tqdm import tqdm

@@ -192,6 +192,19 @@ def random_masks(model: nn.Module, spec: SparsitySpec) -> dict[str, torch.Tensor
             for name in resolve_filter(model, spec.param_filter)}
 
 
+def moved_fraction(model: nn.Module, spec: SparsitySpec) -> float:
+    """The share of the kept entries of ``model``'s current masks that the initial masks of ``spec``
+    (:func:`random_masks`) did not keep: 0 for a static mask, above 0 once dynamic sparsity
+    (``spdf_lib.dynamic``) has moved connections (chapter 09)."""
+    current = masks(model)
+    if not current:
+        raise ValueError("the model has no sparsity masks to compare")
+    initial = random_masks(model, spec)
+    kept = sum(int(m.sum()) for m in current.values())
+    new = sum(int((m.cpu() & ~initial[name]).sum()) for name, m in current.items())
+    return new / kept
+
+
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor], spec: SparsitySpec | None = None) -> None:
     """Attach ``masks`` (name -> bool tensor, True = kept) as ``weight_mask`` buffers and zero the
     masked weights. Used by :func:`sparsify` and when loading a checkpoint (chapter 01)."""
@@ -412,6 +425,6 @@ def sparsity_report(model: nn.Module):
 
 __all__ = [
     "MASK_BUFFER", "DEFAULT_PARAM_FILTER", "INIT_METHODS", "GROUPS", "SparsitySpec", "unwrap", "n_masked",
-    "resolve_filter", "random_mask", "random_masks", "apply_masks", "sparsify", "masks", "densify", "mask_grads_",
+    "resolve_filter", "random_mask", "random_masks", "moved_fraction", "apply_masks", "sparsify", "masks", "densify", "mask_grads_",
     "mask_weights_", "sparsity_after", "magnitude_prune_", "group_of", "sparsity_report",
 ]

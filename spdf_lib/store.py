@@ -38,7 +38,7 @@ __all__ = [
     "REPO_ROOT", "CorruptCacheError", "cache_root", "FORCE_VALUES", "force_requested", "force_recompute",
     "stable_hash", "key", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "sha256_file",
     "save_torch", "load_torch", "write_json_entry", "read_json_verified", "discard_entry", "append_line",
-    "cached_json", "LOCK_HELD_ENV", "BuildLockedError", "build_lock",
+    "cached_json", "LOCK_HELD_ENV", "BuildLockedError", "build_lock", "OMIT_AT_DEFAULT",
 ]
 
 
@@ -98,11 +98,17 @@ def force_recompute(path: Path | None = None) -> bool:
     return Path(path).stat().st_mtime < float(os.environ.get("SPDF_FORCE_BEFORE", "inf"))
 
 
+OMIT_AT_DEFAULT = "omit_at_default"  # dataclass field metadata key read by _canonical
+
+
 def _canonical(obj: Any) -> Any:
     """A JSON-able canonical form: dataclasses become dicts, tuples lists, paths strings."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        # a field added later with metadata OMIT_AT_DEFAULT is left out while it holds its default,
+        # so adding it does not change the key (nor orphan the results) of every existing run
         return {"__type__": type(obj).__name__,
-                **{f.name: _canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)}}
+                **{f.name: _canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                   if not (f.metadata.get(OMIT_AT_DEFAULT) and getattr(obj, f.name) == f.default)}}
     if isinstance(obj, dict):
         return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
     if isinstance(obj, (list, tuple)):

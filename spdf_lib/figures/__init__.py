@@ -17,7 +17,9 @@ uses and one per chapter:
 * :mod:`~spdf_lib.figures.data`: chapter 03, the data sets, the tokenizer, token budgets, the loss
   mask, example lengths, truncation and padding;
 * :mod:`~spdf_lib.figures.pruning`: chapter 08, the pruning iterations, their figure and statements,
-  and the comparison with GPT-3 XL and the published result.
+  and the comparison with GPT-3 XL and the published result;
+* :mod:`~spdf_lib.figures.beyond`: chapter 09, the sparse-dense gap against model size with its fitted
+  trend and extrapolation, and the iso-FLOP and dynamic-sparsity runs beside the static ones.
 
 Each chapter module imports only :mod:`~spdf_lib.figures.display` or an earlier chapter's module
 from this package (chapter 02's bars are labelled with chapter 01's :func:`level_label`), and the
@@ -28,6 +30,8 @@ library modules it draws on inside its functions. Everything is importable from
 from __future__ import annotations
 
 from .about import chapters_table, profiles_table
+from .beyond import (extrapolation_table, gap_figure, gap_table, interval_text, scaling_sentence, variant_figure,
+                     variant_table)
 from .data import (budget_table, data_differences_table, data_quality_table, example_lengths_figure,
                    example_markdown, fingerprint_table, loss_mask_table, mixture_table, padding_share,
                    references_and_lengths_figure, tokenizer_table, truncation_table)
@@ -55,4 +59,7 @@ __all__ = [
     # pruning (chapter 08)
     "SOURCE_PRUNED_SPARSITY", "pruning_iterations_table", "pruning_figure", "pruning_findings",
     "full_scale_comparison",
+    # beyond (chapter 09)
+    "gap_figure", "variant_figure", "gap_table", "extrapolation_table", "variant_table", "scaling_sentence",
+    "interval_text",
 ]

@@ -1,0 +1,250 @@
+"""Chapter 09 (beyond the paper): the sparse-dense gap against model size with its fitted trend and
+extrapolation, the iso-FLOP and dynamic-sparsity comparison, their display tables and the chapter's
+computed sentence. The numbers come from :mod:`spdf_lib.scaling`."""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .display import show_table
+
+__all__ = ["gap_figure", "variant_figure", "gap_table", "extrapolation_table", "variant_table", "scaling_sentence",
+           "interval_text"]
+
+
+def interval_text(low: float, high: float, digits: int = 3, reason: str = "") -> str:
+    """``"[low, high]"`` with signs, or ``reason`` (``"not computable"`` if none) when a bound is NaN."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return reason or "not computable"
+    return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def _trends(gaps: pd.DataFrame, trends) -> dict:
+    """``trends`` as given, or every sparsity's fit (``None`` where not computable)."""
+    from .. import scaling, stats
+
+    if trends is not None:
+        return dict(trends)
+    out = {}
+    for sparsity in sorted(s for s in gaps["sparsity"].astype(float).unique() if s > 0):
+        try:
+            out[sparsity] = scaling.fit_gap_trend(gaps, sparsity)
+        except stats.NotComputable:
+            out[sparsity] = None
+    return out
+
+
+def _trend_at(trends: Mapping, sparsity: float):
+    return next((t for s, t in trends.items() if math.isclose(float(s), float(sparsity))), None)
+
+
+# ------------------------------------------------------------------------------------- figures
+
+def gap_figure(gaps: pd.DataFrame, trends: Mapping | None = None, targets: Mapping[str, int] | None = None):
+    """Figure (chapter 09): validation-loss gap (sparse minus dense, nats) against non-embedding
+    parameters, one colour per sparsity, with 95% intervals; each sparsity's fitted trend solid over
+    the sizes fitted and dashed out to the ``targets`` (default: the paper's sizes), its 95%
+    confidence band shaded. ``trends`` maps sparsity to a ``GapTrend`` or ``None`` (points only);
+    when omitted every sparsity is fitted where it can be."""
+    import matplotlib.pyplot as plt
+
+    from .. import scaling
+
+    targets = scaling.paper_targets() if targets is None else dict(targets)
+    trends = _trends(gaps, trends)
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    colours = plt.get_cmap("tab10")
+    levels = sorted(s for s in gaps["sparsity"].astype(float).unique() if s > 0)
+    extrapolation_labelled = False
+    for k, sparsity in enumerate(levels):
+        colour = colours(k % 10)
+        rows = gaps[np.isclose(gaps["sparsity"].astype(float), sparsity)]
+        n = rows["non-embedding params"].to_numpy(dtype=float)
+        gap = rows["gap"].to_numpy(dtype=float)
+        low, high = rows["low"].to_numpy(dtype=float), rows["high"].to_numpy(dtype=float)
+        has = np.isfinite(low) & np.isfinite(high)
+        ax.errorbar(n[has], gap[has], yerr=[gap[has] - low[has], high[has] - gap[has]], fmt="o", color=colour,
+                    capsize=4, label=f"{100 * sparsity:g}% sparse, 95% interval")
+        if (~has).any():
+            ax.plot(n[~has], gap[~has], "o", mfc="none", color=colour,
+                    label=f"{100 * sparsity:g}% sparse, no interval (one seed)")
+        trend = _trend_at(trends, sparsity)
+        if trend is None:
+            continue
+        lo_fit, hi_fit = trend.fitted_range
+        grid = np.logspace(math.log10(lo_fit), math.log10(hi_fit), 50)
+        wide = np.logspace(math.log10(min([lo_fit, *targets.values()])),
+                           math.log10(max([hi_fit, *targets.values()])), 200)
+        band = [trend.predict(v) for v in wide]
+        ax.fill_between(wide, [b.low for b in band], [b.high for b in band], color=colour, alpha=0.15, lw=0,
+                        label=f"{100 * sparsity:g}%: 95% confidence band of the fit")
+        ax.plot(grid, [trend.predict(v).estimate for v in grid], "-", color=colour,
+                label=f"{100 * sparsity:g}%: fit, {trend.slope:+.3f} nats per tenfold N")
+        for part in (wide[wide <= lo_fit], wide[wide >= hi_fit]):
+            if len(part) > 1:
+                ax.plot(part, [trend.predict(v).estimate for v in part], "--", color=colour,
+                        label=None if extrapolation_labelled else "extrapolation")
+                extrapolation_labelled = True
+    ax.axhline(0, color="black", lw=0.8)
+    for name, n_params in targets.items():
+        ax.axvline(n_params, color="grey", ls=":", lw=1)
+        ax.text(n_params, 0.98, f" {name}", transform=ax.get_xaxis_transform(), rotation=90, va="top", ha="right",
+                fontsize=9, color="dimgrey")
+    ax.set_xscale("log")
+    ax.set(xlabel="non-embedding parameters (count, log scale)",
+           ylabel="validation-loss gap, sparse minus dense (nats)",
+           title="Sparse-dense gap against model size")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def variant_figure(frame: pd.DataFrame):
+    """Figure (chapter 09) of ``scaling.variant_frame``. Left: validation loss against training
+    PFLOP per run, with the 95% interval of the mean where computable. Right: the downstream score
+    (E2E BLEU) per run as horizontal bars with 95% whiskers, the dense run as a reference line."""
+    import matplotlib.pyplot as plt
+
+    from .. import scaling
+
+    names = scaling.score_columns(frame.attrs.get("task", "e2e"))
+    score = names["score"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
+    colours = plt.get_cmap("tab10")
+    for k, row in enumerate(frame.itertuples(index=False)):
+        r = dict(zip(frame.columns, row))
+        has = np.isfinite(r["val loss low"]) and np.isfinite(r["val loss high"])
+        yerr = [[r["val loss"] - r["val loss low"]], [r["val loss high"] - r["val loss"]]] if has else None
+        left.errorbar([r["training PFLOP"]], [r["val loss"]], yerr=yerr, fmt="o" if has else "s",
+                      color=colours(k % 10), capsize=4,
+                      label=f"{r['run']} ({r['pre-training seeds']} seed{'s' if r['pre-training seeds'] != 1 else ''})")
+    left.set(xlabel="training FLOPs (PFLOP)", ylabel="validation loss (nats)",
+             title="Validation loss against training compute")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    shown = frame[np.isfinite(frame[score].astype(float))] if score in frame else frame.iloc[:0]
+    if len(shown):
+        y = np.arange(len(shown))
+        value = shown[score].to_numpy(dtype=float)
+        lo, hi = shown[names["score low"]].to_numpy(dtype=float), shown[names["score high"]].to_numpy(dtype=float)
+        has = np.isfinite(lo) & np.isfinite(hi)
+        xerr = np.where(has, [value - lo, hi - value], 0.0)
+        right.barh(y, value, color=[colours(list(frame["run"]).index(r) % 10) for r in shown["run"]], alpha=0.8)
+        right.errorbar(value[has], y[has], xerr=xerr[:, has], fmt="none", ecolor="black", capsize=4,
+                       label="95% interval of the mean")
+        right.set_yticks(y, shown["run"])
+        right.invert_yaxis()
+        dense = frame[(frame["variant"] == "") & (frame["sparsity"] == 0)]
+        if len(dense) and np.isfinite(dense[score].iloc[0]):
+            right.axvline(float(dense[score].iloc[0]), color="black", ls="--", lw=1, label="dense")
+        right.legend(fontsize=8)
+    else:
+        right.text(0.5, 0.5, "no downstream results", transform=right.transAxes, ha="center", va="center")
+    right.set(xlabel=f"{score} (points, 0-100)", ylabel="run", title=f"{score} after dense fine-tuning")
+    right.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
+
+
+# -------------------------------------------------------------------------------------- tables
+
+def gap_table(gaps: pd.DataFrame):
+    """``scaling.gap_frame`` for display: the gap with its 95% interval as text (or why there is none)."""
+    shown = gaps[["size", "non-embedding params", "sparsity", "dense seeds", "sparse seeds", "dense val loss",
+                  "sparse val loss", "gap"]].copy()
+    shown["95% interval"] = [interval_text(lo, hi, 3, why) for lo, hi, why in
+                             zip(gaps["low"], gaps["high"], gaps["interval"])]
+    shown = shown.rename(columns={"gap": "gap (nats)", "dense val loss": "dense val loss (nats)",
+                                  "sparse val loss": "sparse val loss (nats)"})
+    return show_table(shown, {"non-embedding params": "{:,}", "sparsity": "{:.0%}", "dense val loss (nats)": "{:.3f}",
+                              "sparse val loss (nats)": "{:.3f}", "gap (nats)": "{:+.3f}"})
+
+
+def extrapolation_table(frame: pd.DataFrame):
+    """``scaling.extrapolations`` for display: the predicted gap with its 95% interval as text."""
+    shown = frame[["target", "non-embedding params", "sparsity", "predicted gap"]].copy()
+    shown["95% interval"] = [interval_text(lo, hi, 3, why) for lo, hi, why in
+                             zip(frame["low"], frame["high"], frame["interval"])]
+    shown[["fitted range", "kind", "factor beyond largest fitted"]] = \
+        frame[["fitted range", "kind", "factor beyond largest fitted"]]
+    shown = shown.rename(columns={"predicted gap": "predicted gap (nats)"})
+    return show_table(shown, {"non-embedding params": "{:,}", "sparsity": "{:.0%}", "predicted gap (nats)": "{:+.3f}",
+                              "factor beyond largest fitted": "{:,.1f}x"})
+
+
+def variant_table(frame: pd.DataFrame):
+    """``scaling.variant_frame`` for display: cost, validation loss and downstream score of each run,
+    the differences with their 95% intervals as text."""
+    from .. import scaling
+
+    names = scaling.score_columns(frame.attrs.get("task", "e2e"))
+    shown = frame[["run", "pre-training seeds", "tokens", "training PFLOP", "GPU wall s", "val loss",
+                   "val loss vs dense"]].copy()
+    shown["val loss vs dense, 95%"] = [interval_text(lo, hi) for lo, hi in zip(frame["low"], frame["high"])]
+    shown["val loss vs static"] = frame["val loss vs static"]
+    shown["val loss vs static, 95%"] = [interval_text(lo, hi) if np.isfinite(v) else "" for v, lo, hi in
+                                        zip(frame["val loss vs static"], frame["static low"], frame["static high"])]
+    shown[names["score"]] = frame[names["score"]]
+    shown[names["vs dense"]] = frame[names["vs dense"]]
+    shown[f"{names['vs dense']}, 95%"] = [interval_text(lo, hi, 2) if np.isfinite(v) else "" for v, lo, hi in
+                                          zip(frame[names["vs dense"]], frame[names["low"]], frame[names["high"]])]
+    shown["test loss vs dense"] = frame["test loss vs dense"]
+    shown["test loss vs dense, 95%"] = [
+        interval_text(lo, hi) if np.isfinite(v) else ""
+        for v, lo, hi in zip(frame["test loss vs dense"], frame["test loss low"], frame["test loss high"])]
+    shown["fine-tunes"] = frame["fine-tunes"]
+    for column in ("val loss vs dense", "val loss vs dense, 95%"):  # the dense row is the reference
+        shown.loc[frame["run"] == "dense", column] = np.nan if column == "val loss vs dense" else ""
+    return show_table(shown.rename(columns={"val loss": "val loss (nats)"}), {
+        "tokens": "{:,.0f}", "training PFLOP": "{:.2f}", "GPU wall s": "{:,.0f}", "val loss (nats)": "{:.3f}",
+        "val loss vs dense": "{:+.3f}", "val loss vs static": "{:+.3f}", names["score"]: "{:.2f}",
+        names["vs dense"]: "{:+.2f}", "test loss vs dense": "{:+.3f}"})
+
+
+# ------------------------------------------------------------------------------------- sentence
+
+def scaling_sentence(gaps: pd.DataFrame, trends: Mapping | None = None, extrapolations: pd.DataFrame | None = None,
+                     level: float = 0.95) -> str:
+    """One computed sentence for chapter 09: at the highest sparsity with a fitted trend, the gap at
+    the smallest and largest size measured, the slope per tenfold increase of parameters with its
+    interval, whether the gap shrinks, grows or that is inconclusive (the interval includes 0), and
+    the fitted gap at the largest target of ``extrapolations``."""
+    trends = _trends(gaps, trends)
+    fitted = [(float(s), t) for s, t in trends.items() if t is not None]
+    if not fitted:
+        levels = sorted(s for s in gaps["sparsity"].astype(float).unique() if s > 0)
+        counts = ", ".join(f"{len(gaps[np.isclose(gaps['sparsity'], s) & np.isfinite(gaps['gap'])])} at "
+                           f"{100 * s:g}%" for s in levels) or "none"
+        return ("No trend of the sparse-dense gap with model size is computable: it needs gaps at 3 or more model "
+                f"sizes with some residual spread, and the sizes measured are {counts}.")
+    sparsity, trend = max(fitted, key=lambda st: st[0])
+    rows = gaps[np.isclose(gaps["sparsity"].astype(float), sparsity) & np.isfinite(gaps["gap"].astype(float))]
+    rows = rows.sort_values("non-embedding params")
+    first, last = rows.iloc[0], rows.iloc[-1]
+    ci = trend.slope_interval(level)
+    if ci.low > 0:
+        verdict = "so the gap grows with model size"
+    elif ci.high < 0:
+        verdict = "so the gap shrinks with model size"
+    else:
+        verdict = "so whether the gap changes with model size is inconclusive"
+    text = (f"At {100 * sparsity:g}% sparsity the validation-loss gap to the dense model is {first['gap']:+.3f} nats "
+            f"at {first['non-embedding params']:.2g} non-embedding parameters and {last['gap']:+.3f} nats at "
+            f"{last['non-embedding params']:.2g}; the fitted slope over these {trend.n} sizes is {ci.estimate:+.3f} "
+            f"nats per tenfold increase in parameters ({level:.0%} interval [{ci.low:+.3f}, {ci.high:+.3f}]), "
+            f"{verdict}")
+    if extrapolations is not None and len(extrapolations):
+        at = extrapolations[np.isclose(extrapolations["sparsity"].astype(float), sparsity)
+                            & np.isfinite(extrapolations["predicted gap"].astype(float))]
+        if len(at):
+            target = at.sort_values("non-embedding params").iloc[-1]
+            how = "extrapolated" if target["kind"] == "extrapolation" else "interpolated"
+            text += (f"; {how} to {target['target']} ({target['non-embedding params']:.2g} parameters, "
+                     f"{target['factor beyond largest fitted']:,.3g}x the largest size fitted), the fit gives "
+                     f"{target['predicted gap']:+.3f} nats [{target['low']:+.3f}, {target['high']:+.3f}]")
+    return text + "."
