@@ -6,10 +6,11 @@
 # checkpoints) and started again: it resumes where it stopped. Needs the package installed (make
 # install, or PYTHONPATH=. with torch, datasets, tokenizers and sacrebleu present) and the data
 # under $SPDF_DATA (see the README of the data folder). Chapters 04-08 then read $TABLES.
-# STAGES=beyond runs chapter 09's stage instead of the grid (chapter 09 reads it).
+# STAGES=beyond runs chapter 09's stage instead of the grid (chapter 09 reads it); SIZES=gpu-small
+# re-runs the grid of one size only (the re-run check of chapter 06).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1
 TABLES=${TABLES:-tables}
 exec python3 -m spdf_lib.experiments --profile gpu --stages "${STAGES:-pretrain,finetune,eval,prune}" \
-  --tables-dir "$TABLES" ${MINUTES:+--minutes "$MINUTES"} ${WORKERS:+--workers "$WORKERS"}
+  --tables-dir "$TABLES" ${MINUTES:+--minutes "$MINUTES"} ${WORKERS:+--workers "$WORKERS"} ${SIZES:+--sizes "$SIZES"}

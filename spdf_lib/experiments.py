@@ -9,6 +9,7 @@ the results on disk in ``spdf_lib.results``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -31,10 +32,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop (with checkpoints) after this many minutes; re-run to resume")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {STAGES}")
+    parser.add_argument("--sizes", default=None,
+                        help="only these of the profile's model sizes, comma-separated (a re-run of part of the "
+                             "grid: its runs keep their keys)")
     args = parser.parse_args(argv)
     try:
         store.force_requested()  # an undocumented FORCE value stops here, before any work
         profile = get_profile(args.profile)
+        if args.sizes:
+            sizes = tuple(s for s in args.sizes.split(",") if s)
+            unknown = [s for s in sizes if s not in profile.sizes]
+            if unknown or not sizes:
+                raise ValueError(f"--sizes {args.sizes!r}: choose among the profile's sizes {profile.sizes}")
+            profile = dataclasses.replace(profile, sizes=sizes)
         if scheduler.needs_gpu(profile):
             raise RuntimeError(f"profile {profile.name!r} is computed on a CUDA GPU and none is available here")
         import torch
