@@ -33,12 +33,38 @@ def test_every_planned_gpu_run_is_committed_under_its_current_key(monkeypatch):
     except results.MissingResultsError as err:
         pytest.fail(f"the committed gpu run is incomplete for the current code: {err}")
     profile = get_profile("gpu")
+    tuned = runs.isoflop_runs(profile, spec) + runs.dynamic_runs(profile, spec)
     cells = len(profile.sizes) * len(profile.sparsity_levels) * len(profile.task_names)
-    assert len(out["lr_search"]) == cells
-    assert len(out["pretrain"]) == len(profile.sizes) * len(profile.sparsity_levels) * len(profile.pretrain_seeds) + 1
-    on_disk = {p.stem for p in (TABLES / "gpu" / "runs" / "eval").glob("*.json")}
-    assert on_disk == set(out["eval"]), "committed evaluations that no planned run uses, or the reverse"
+    assert len(out["lr_search"]) == cells + len({(r.sparsity, r.variant) for r in tuned})  # chapter 09's cells
+    grid = runs.pretraining_runs(profile, spec)
+    planned = {r.run_id for r in grid + [runs.random_static_run(profile, grid)] + runs.scaling_runs(profile, spec)
+               + tuned}
+    assert set(out["pretrain"]) == planned
+    for stage in ("pretrain", "eval"):
+        on_disk = {p.stem for p in (TABLES / "gpu" / "runs" / stage).glob("*.json")}
+        assert on_disk == set(out[stage]), f"committed {stage} results that no planned run uses, or the reverse"
 
 
 def test_the_committed_gpu_manifest_matches_every_file():
     assert manifest.problems(TABLES, "gpu") == []
+
+
+@needs_data
+def test_the_committed_rerun_of_the_small_grid_is_complete_under_the_current_keys(monkeypatch):
+    """Chapter 06's re-run check reads a second run of the gpu-small grid (another H200, empty cache)."""
+    import dataclasses
+
+    rerun = TABLES / "gpu" / "rerun"
+    assert manifest.problems(rerun, "gpu") == []
+    committed = json.loads(next((rerun / "gpu" / "runs" / "pretrain").glob("*.json")).read_text())
+    spec = runs.TokenizerSpec(**{k: v for k, v in committed["config"]["tokenizer"].items() if not k.startswith("__")})
+    monkeypatch.setattr(runs, "tokenizer_spec", lambda profile: spec)
+    monkeypatch.setattr(scheduler.R, "tokenizer_spec", lambda profile: spec)
+    monkeypatch.setattr(scheduler, "needs_gpu", lambda profile: True)
+    profile = dataclasses.replace(get_profile("gpu"), sizes=("gpu-small",))
+    try:
+        out = scheduler.run(profile, rerun, stages=("pretrain", "finetune", "eval"), progress=False)
+    except results.MissingResultsError as err:
+        pytest.fail(f"the committed re-run is incomplete for the current code: {err}")
+    on_disk = {p.stem for p in (rerun / "gpu" / "runs" / "eval").glob("*.json")}
+    assert on_disk == set(out["eval"]) and len(out["lr_search"]) == len(profile.sparsity_levels) * len(profile.task_names)
