@@ -5,7 +5,9 @@ computed here from per-run results; the rules themselves live in ``spdf_lib.verd
 from __future__ import annotations
 
 import difflib
+import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -18,7 +20,9 @@ __all__ = [
     "PAPER_MODEL", "STATEMENTS", "paper_models", "table_caption", "figure4", "delta_figure", "verdict_summary",
     "verdict_cells", "verdict_tables", "noise_tables", "noise_floor_note", "paper_comparison", "comparison_note",
     "sources_note", "setup_vs_paper", "control_test_table", "control_test_note", "example_outputs",
-    "published_beside", "summary_note",
+    "published_beside", "summary_note", "lr_search_from_finetunes", "load_committed", "RerunCheck", "rerun_check",
+    "rerun_summary",
+    "rerun_provenance",
 ]
 
 PAPER_MODEL = ("gpt2-small", "gpt3-xl")  # the paper's model each of our two sizes stands for
@@ -642,3 +646,393 @@ def official_vs_sacrebleu_note(scores: pd.DataFrame, eval_results: Iterable[dict
     return ("Official BLEU minus the sacreBLEU of Tables 1 and 2, on the same decoded outputs: " + "; ".join(parts)
             + ". The official scorers lower-case and tokenize differently, so the two are not interchangeable: "
               "compare a number with the paper's only when it comes from the same scorer.")
+
+
+# ----------------------------------------------------------------------------- a second run of the grid
+
+STAGES_READ = ("pretrain", "finetune", "eval")
+
+
+def _grid_run(r: dict) -> bool:
+    """A run of chapter 05's grid (chapter 09's runs carry a non-empty ``variant``)."""
+    return not r.get("variant")
+
+
+def lr_search_from_finetunes(finetune_results: Iterable[dict], search, first_seed: int = 0,
+                             first_ft_seed: int = 0) -> list[dict]:
+    """The learning-rate search cells rebuilt from fine-tuning results, in the shape of the
+    scheduler's ``lr_search`` entries (size, sparsity, task, losses {lr: dev_loss}, chosen, runner_up,
+    status). The search runs are the dense fine-tunings (masks not kept) of the ``first_seed``
+    pre-trained model with the ``first_ft_seed`` fine-tuning seed; chapter 09's runs are left out.
+    ``search`` (a ``profiles.LRSearch``) decides the status. A pure function."""
+    from .runs import chosen_lr, runner_up_lr, search_status
+
+    grouped: dict = {}
+    for r in finetune_results:
+        if not _grid_run(r) or r["keep_masks"] or r["pretrain_seed"] != first_seed or r["seed"] != first_ft_seed:
+            continue
+        key = (r["size"], float(r["sparsity"]), r["task"])
+        grouped.setdefault(key, {})[float(r["lr"])] = float(r["dev_loss"])
+    task_order = {t: i for i, t in enumerate(V.METRIC)}
+    out = []
+    for (size, sparsity, task) in sorted(grouped, key=lambda k: (k[0], k[1], task_order.get(k[2], len(task_order)),
+                                                                 k[2])):
+        losses = dict(sorted(grouped[(size, sparsity, task)].items()))
+        out.append({"size": size, "sparsity": sparsity, "task": task, "losses": losses, "chosen": chosen_lr(losses),
+                    "runner_up": runner_up_lr(losses), "status": search_status(losses, search)})
+    return out
+
+
+def load_committed(tables_dir: Path, profile: str = "gpu") -> dict[str, list[dict]]:
+    """The committed results of ``profile`` under ``tables_dir/<profile>/runs/``: {"pretrain",
+    "finetune", "eval"} -> list of result dicts, in file-name order. Every result file on disk or in
+    the manifest is checked against ``MANIFEST.json`` first (``manifest.verify``): a file changed,
+    truncated, missing or not recorded raises ``manifest.CommittedResultError`` naming it. A folder
+    that does not exist raises FileNotFoundError."""
+    from . import manifest
+
+    root = manifest.runs_dir(tables_dir, profile)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} does not exist: no committed results of profile {profile!r} there")
+    recorded = manifest.load(tables_dir, profile)
+    out = {}
+    for stage in STAGES_READ:
+        on_disk = {f"{stage}/{p.name}" for p in (root / stage).glob("*.json") if not p.name.startswith(".")}
+        listed = {rel for rel in recorded if rel.startswith(f"{stage}/") and rel.count("/") == 1
+                  and rel.endswith(".json")}
+        results = []
+        for rel in sorted(on_disk | listed):
+            manifest.verify(tables_dir, profile, root / rel)
+            results.append(json.loads((root / rel).read_text(encoding="utf-8")))
+        out[stage] = results
+    return out
+
+
+def _default_search():
+    from .profiles import get_profile
+
+    return get_profile("gpu").finetune.lr_search
+
+
+def _interval_text(lo: float, hi: float, digits: int) -> str:
+    return "n/a" if math.isnan(lo) else f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+_UNIT = {"H1": "BLEU", "H2": "nats"}  # the unit of each checked hypothesis's estimate
+
+
+def _cell_name(hypothesis: str, task: str, sparsity: float) -> str:
+    return f"{hypothesis} {task}, {level_label(sparsity)}"
+
+
+@dataclass(frozen=True)
+class RerunCheck:
+    """The verdict cells of one size judged on the published run and on a second run of it.
+
+    ``cells``: one row per judged H1 and H2 cell (published and re-run estimate, interval, outcome,
+    whether the outcome is the same, the change of the estimate); ``pretraining``: per (sparsity,
+    seed), the validation perplexity of both runs; ``rates``: per learning-rate search cell, the rate
+    each run chose (``n_same_rate`` of ``n_rate_cells`` agree, ``differing_rates`` lists the others);
+    ``runs``: per task, how far the test metric of the same run (same run id) moved; ``verdicts``: each
+    hypothesis's verdict read from this size's cells alone, in both runs."""
+
+    size: str
+    cells: pd.DataFrame
+    pretraining: pd.DataFrame
+    rates: pd.DataFrame
+    runs: pd.DataFrame
+    verdicts: pd.DataFrame
+
+    @property
+    def n_same_outcome(self) -> int:
+        return int(self.cells["same outcome"].sum()) if not self.cells.empty else 0
+
+    @property
+    def changed(self) -> pd.DataFrame:
+        """The judged cells whose outcome differs between the two runs."""
+        return self.cells[~self.cells["same outcome"]] if not self.cells.empty else self.cells
+
+    @property
+    def n_same_rate(self) -> int:
+        return int(self.rates["same rate"].sum()) if not self.rates.empty else 0
+
+    @property
+    def n_rate_cells(self) -> int:
+        return len(self.rates)
+
+    @property
+    def differing_rates(self) -> pd.DataFrame:
+        return self.rates[~self.rates["same rate"]] if not self.rates.empty else self.rates
+
+    def survives(self, hypothesis: str) -> bool | None:
+        """True when every judged cell of ``hypothesis`` kept its outcome; None when none was judged."""
+        rows = self.cells[self.cells["hypothesis"] == hypothesis] if not self.cells.empty else self.cells
+        return None if rows.empty else bool(rows["same outcome"].all())
+
+    def sentence(self) -> str:
+        """The check in one computed paragraph."""
+        if self.cells.empty:
+            return f"No verdict cell of {self.size} could be judged on both runs."
+        n, same = len(self.cells), self.n_same_outcome
+        per_h = ", ".join(f"{int((self.cells['hypothesis'] == h).sum())} of {h}"
+                          for h in dict.fromkeys(self.cells["hypothesis"]))
+        text = f"**Re-run check, {self.size}.** Of the {n} judged cells ({per_h}), {same} kept their outcome"
+        changed = self.changed
+        if changed.empty:
+            text += " in the re-run. "
+        else:
+            moves = []
+            for _, r in changed.iterrows():
+                move = f"{_cell_name(r['hypothesis'], r['task'], r['sparsity'])}, from *{r['published outcome']}* " \
+                       f"to *{r['re-run outcome']}*"
+                if not (math.isnan(r["published estimate"]) or math.isnan(r["re-run estimate"])):
+                    move += (f" (estimate {r['published estimate']:+.3f} then {r['re-run estimate']:+.3f} "
+                             f"{_UNIT.get(r['hypothesis'], '')})".replace(" )", ")"))
+                moves.append(move)
+            text += f"; {len(changed)} changed: " + "; ".join(moves) + ". "
+        said = []
+        labels = {r["hypothesis"]: (r["published verdict"], r["re-run verdict"]) for _, r in self.verdicts.iterrows()}
+        for h in dict.fromkeys(self.cells["hypothesis"]):
+            words = f"{h} {'survives' if self.survives(h) else 'does not survive'}"
+            if h in labels:
+                before, after = labels[h]
+                words += (f" (read from these cells alone it is *{before}* in both runs" if before == after
+                          else f" (read from these cells alone it goes from *{before}* to *{after}*") + ")"
+            said.append(words)
+        text += f"By the rule of this section, at {self.size} " + " and ".join(said) + ". "
+        moves = []
+        for h, group in self.cells.groupby("hypothesis", sort=False):
+            shift = group["change in estimate"].abs()
+            if shift.notna().any():
+                r = group.loc[shift.idxmax()]
+                moves.append(f"{abs(r['change in estimate']):.3f} {_UNIT.get(h, '')} for {h} "
+                             f"({r['task']}, {level_label(r['sparsity'])})".replace("  ", " "))
+        if moves:
+            text += "The estimates moved by up to " + " and ".join(moves) + ". "
+        pre = self.pretraining
+        pre = pre.dropna(subset=["relative change (%)"]) if not pre.empty else pre
+        if not pre.empty:
+            i = pre["relative change (%)"].abs().idxmax()
+            r = pre.loc[i]
+            text += (f"Across the {len(pre)} pre-trained models, the validation perplexity moved by at most "
+                     f"{r['relative change (%)']:+.2f}% ({level_label(r['sparsity'])}, seed {int(r['seed'])}: "
+                     f"{r['published val PPL']:.3f} then {r['re-run val PPL']:.3f}). ")
+        if self.n_rate_cells:
+            text += f"The learning-rate search chose the same rate in {self.n_same_rate} of {self.n_rate_cells} cells"
+            diff = self.differing_rates
+            if diff.empty:
+                text += ". "
+            else:
+                parts = []
+                for _, r in diff.iterrows():
+                    part = (f"{r['task']}, {level_label(r['sparsity'])} ({r['published chosen']:g} then "
+                            f"{r['re-run chosen']:g}; the runner-up's validation loss was "
+                            f"{r['published margin (val loss)']:.4f} and {r['re-run margin (val loss)']:.4f} above "
+                            f"the chosen one's")
+                    moved = r["test loss, re-run's rate minus published rate (nats)"]
+                    if not math.isnan(moved):
+                        part += (f"; on the re-run's first model its own rate gives a test loss {abs(moved):.3f} nats "
+                                 f"{'lower' if moved < 0 else 'higher'} than the published rate")
+                    parts.append(part + ")")
+                text += "; it differed in " + "; ".join(parts) + ". "
+        if not self.runs.empty:
+            parts = [f"{r['task']} up to {r['max |difference|']:.2f} {r['metric']} (mean {r['mean difference']:+.2f}, "
+                     f"{r['runs']} runs)" for _, r in self.runs.iterrows()]
+            text += ("The same runs, under the same keys, scored differently on the test sets: " + "; ".join(parts)
+                     + f"; their test-reference loss moved by at most "
+                       f"{self.runs['max |test loss difference| (nats)'].max():.3f} nats.")
+        return text.strip()
+
+
+def _pretrain_table(published: Iterable[dict], rerun: Iterable[dict], size: str, levels) -> pd.DataFrame:
+    def by_cell(results):
+        return {(float(r["sparsity"]), r["seed"]): float(r["val_ppl"]) for r in results
+                if _grid_run(r) and r["size"] == size and float(r["sparsity"]) in levels}
+
+    pub, again = by_cell(published), by_cell(rerun)
+    rows = []
+    for key in sorted(set(pub) | set(again)):
+        p, q = pub.get(key, math.nan), again.get(key, math.nan)
+        rows.append({"sparsity": key[0], "seed": key[1], "published val PPL": p, "re-run val PPL": q,
+                     "relative change (%)": 100 * (q / p - 1) if not (math.isnan(p) or math.isnan(q)) else math.nan})
+    return pd.DataFrame(rows, columns=["sparsity", "seed", "published val PPL", "re-run val PPL",
+                                       "relative change (%)"])
+
+
+def _margin(cell: dict | None) -> float:
+    """The validation loss of the runner-up rate minus the chosen one's (how close the choice was)."""
+    if not cell or cell["runner_up"] is None:
+        return math.nan
+    return cell["losses"][cell["runner_up"]] - cell["losses"][cell["chosen"]]
+
+
+_RATE_COLUMNS = ["task", "sparsity", "published chosen", "re-run chosen", "same rate", "published status",
+                 "re-run status", "published margin (val loss)", "re-run margin (val loss)",
+                 "test loss, re-run's rate minus published rate (nats)"]
+
+
+def _rates_table(published: list[dict], rerun: list[dict], rerun_evals: Iterable[dict], first_seed: int,
+                 first_ft_seed: int) -> pd.DataFrame:
+    """Per search cell: the rate each run chose, how close each choice was (the runner-up's validation
+    loss minus the chosen one's), and where the two runs chose differently, how far the re-run's test
+    loss of the first model moves between its own rate and the published one (both evaluated when
+    one is the other's runner-up; NaN otherwise)."""
+    pub = {(c["task"], c["sparsity"]): c for c in published}
+    again = {(c["task"], c["sparsity"]): c for c in rerun}
+    first = {(r["task"], float(r["sparsity"]), float(r["lr"])): float(r["test_loss"]) for r in rerun_evals
+             if not r["keep_masks"] and r["pretrain_seed"] == first_seed and r["seed"] == first_ft_seed}
+    order = {t: i for i, t in enumerate(V.METRIC)}
+    rows = []
+    for key in sorted(set(pub) | set(again), key=lambda k: (k[1], order.get(k[0], len(order)))):
+        p, q = pub.get(key), again.get(key)
+        same = bool(p and q and p["chosen"] == q["chosen"])
+        moved = math.nan
+        if p and q and not same and (*key, q["chosen"]) in first and (*key, p["chosen"]) in first:
+            moved = first[(*key, q["chosen"])] - first[(*key, p["chosen"])]
+        rows.append({"task": V.TASK_LABEL.get(key[0], key[0]), "sparsity": key[1],
+                     "published chosen": p["chosen"] if p else math.nan,
+                     "re-run chosen": q["chosen"] if q else math.nan, "same rate": same,
+                     "published status": p["status"] if p else "not run",
+                     "re-run status": q["status"] if q else "not run",
+                     "published margin (val loss)": _margin(p), "re-run margin (val loss)": _margin(q),
+                     "test loss, re-run's rate minus published rate (nats)": moved})
+    return pd.DataFrame(rows, columns=_RATE_COLUMNS)
+
+
+def _runs_table(published: Iterable[dict], rerun: Iterable[dict]) -> pd.DataFrame:
+    pub = {r["run_id"]: r for r in published}
+    diffs: dict = {}
+    for r in rerun:
+        p = pub.get(r["run_id"])
+        if p is None:
+            continue
+        d = diffs.setdefault(r["task"], {"value": [], "loss": [], "metric": r.get("metric", V.METRIC[r["task"]][0]),
+                                         "keys": 0})
+        d["value"].append(float(r["value"]) - float(p["value"]))
+        d["loss"].append(float(r["test_loss"]) - float(p["test_loss"]))
+        d["keys"] += int(r.get("key") == p.get("key"))
+    order = {t: i for i, t in enumerate(V.METRIC)}
+    rows = []
+    for task in sorted(diffs, key=lambda t: order.get(t, len(order))):
+        d = diffs[task]
+        v = pd.Series(d["value"])
+        rows.append({"task": V.TASK_LABEL.get(task, task), "metric": d["metric"], "runs": len(v),
+                     "same key": d["keys"], "mean difference": v.mean(),
+                     "sd of difference": v.std(ddof=1) if len(v) > 1 else math.nan,
+                     "max |difference|": v.abs().max(),
+                     "max |test loss difference| (nats)": pd.Series(d["loss"]).abs().max()})
+    return pd.DataFrame(rows, columns=["task", "metric", "runs", "same key", "mean difference", "sd of difference",
+                                       "max |difference|", "max |test loss difference| (nats)"])
+
+
+def _judged(stages: dict, size: str, levels, search, first_seed: int, first_ft_seed: int):
+    """(lr_search, evaluations, H1 and H2 cells, {hypothesis: verdict}) of one size from one run's
+    results, the verdicts read from that size's cells alone."""
+    finetunes = [r for r in stages["finetune"] if _grid_run(r) and r["size"] == size
+                 and float(r["sparsity"]) in levels]
+    evals = [r for r in stages["eval"] if _grid_run(r) and r["size"] == size and float(r["sparsity"]) in levels]
+    lr_search = lr_search_from_finetunes(finetunes, search, first_seed, first_ft_seed)
+    cells = V.collect(evals, lr_search)
+    results = [V.verdict_h1(cells, [size], levels), V.verdict_h2(cells, [size], levels)]
+    frames = [v.cells for v in results if not v.cells.empty]
+    judged = pd.concat(frames, ignore_index=True) if frames else V._frame([])
+    return lr_search, evals, judged, {v.hypothesis: v.verdict for v in results if not v.cells.empty}
+
+
+def rerun_check(published: dict, rerun: dict, size: str = "gpu-small", levels: Sequence[float] = (0.0, 0.5, 0.75),
+                search=None, first_seed: int = 0, first_ft_seed: int = 0) -> RerunCheck:
+    """Judge the H1 and H2 cells of ``size`` on the published results and on a re-run of them (each
+    a ``load_committed`` dict: pretrain/finetune/eval result lists), with the same rules
+    (``verdicts.collect``, ``verdict_h1``, ``verdict_h2``) and the learning rates each run's own
+    search chose (``lr_search_from_finetunes`` with ``search``, by default the gpu profile's).
+    Chapter 09's runs, other sizes and pre-training sparsities outside ``levels`` are left out.
+    H3 needs two sizes and is not checked here."""
+    search = search or _default_search()
+    levels = tuple(float(lv) for lv in levels)
+    pub_search, pub_evals, pub_cells, pub_verdicts = _judged(published, size, levels, search, first_seed,
+                                                             first_ft_seed)
+    re_search, re_evals, re_cells, re_verdicts = _judged(rerun, size, levels, search, first_seed, first_ft_seed)
+    verdict_rows = pd.DataFrame(
+        [{"hypothesis": h, "published verdict": pub_verdicts.get(h, "not judged"),
+          "re-run verdict": re_verdicts.get(h, "not judged")} for h in dict.fromkeys([*pub_verdicts, *re_verdicts])],
+        columns=["hypothesis", "published verdict", "re-run verdict"])
+    digits = {h: view[1] for h, view in _VERDICT_VIEW.items()}
+    keys = ["hypothesis", "task", "sparsity"]
+    both = pub_cells[keys + ["estimate", "low", "high", "outcome"]].merge(
+        re_cells[keys + ["estimate", "low", "high", "outcome"]], on=keys, how="outer", suffixes=(" p", " r"))
+    order = {t: i for i, t in enumerate((*V.DATA_TO_TEXT, "summarization vs data-to-text"))}
+    both = both.sort_values(by=["hypothesis", "task", "sparsity"],
+                            key=lambda c: c.map(order) if c.name == "task" else c).reset_index(drop=True)
+    rows = []
+    for _, r in both.iterrows():
+        d = digits.get(r["hypothesis"], 3)
+        p_out = r["outcome p"] if isinstance(r["outcome p"], str) else "not judged"
+        r_out = r["outcome r"] if isinstance(r["outcome r"], str) else "not judged"
+        p_est, r_est = float(r["estimate p"]), float(r["estimate r"])
+        rows.append({"hypothesis": r["hypothesis"], "task": V.TASK_LABEL.get(r["task"], r["task"]),
+                     "sparsity": float(r["sparsity"]),
+                     "published estimate": p_est, "published 95% CI": _interval_text(float(r["low p"]),
+                                                                                   float(r["high p"]), d),
+                     "published outcome": p_out,
+                     "re-run estimate": r_est,
+                     "re-run 95% CI": _interval_text(float(r["low r"]), float(r["high r"]), d),
+                     "re-run outcome": r_out,
+                     "same outcome": p_out == r_out and p_out != "not judged",
+                     "change in estimate": r_est - p_est})
+    cells = pd.DataFrame(rows, columns=["hypothesis", "task", "sparsity", "published estimate", "published 95% CI",
+                                        "published outcome", "re-run estimate", "re-run 95% CI", "re-run outcome",
+                                        "same outcome", "change in estimate"])
+    return RerunCheck(size=size, cells=cells,
+                      pretraining=_pretrain_table(published["pretrain"], rerun["pretrain"], size, levels),
+                      rates=_rates_table(pub_search, re_search, re_evals, first_seed, first_ft_seed),
+                      runs=_runs_table(pub_evals, re_evals), verdicts=verdict_rows)
+
+
+def rerun_provenance(tables_root: Path, profile: str = "gpu") -> str:
+    """Where and how long the committed re-run of ``profile`` ran, from its logs in
+    ``tables_root/<profile>/rerun/logs/``: the GPU line of ``gpu_env.txt`` and the wall time of each
+    timed command of ``command_times.txt`` (unix-time ``start``/``end`` lines)."""
+    logs = Path(tables_root) / profile / "rerun" / "logs"
+    if not logs.is_dir():
+        return f"There is no log of a re-run of profile `{profile}` in this checkout."
+    env_path, times_path = logs / "gpu_env.txt", logs / "command_times.txt"
+    gpu = None
+    if env_path.exists():
+        lines = [ln.strip() for ln in env_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        gpu = lines[0] if lines else None
+    spans, starts = [], {}
+    if times_path.exists():
+        for line in times_path.read_text(encoding="utf-8").splitlines():
+            parts = line.split(maxsplit=2)
+            if len(parts) < 3 or parts[1] not in ("start", "end"):
+                continue
+            stamp, kind, name = float(parts[0]), parts[1], parts[2]
+            if kind == "start":
+                starts[name] = stamp
+            elif name in starts:
+                spans.append((name, stamp - starts.pop(name), stamp))
+    where = f"`{Path(tables_root).name}/{profile}/rerun/logs/`"
+    text = (f"The re-run's log ({where}) gives its GPU as `{gpu}` (the first line of `gpu_env.txt`)"
+            if gpu else f"The re-run's log ({where}) does not name its GPU")
+    if spans:
+        import time
+
+        total = sum(s for _, s, _ in spans)
+        longest = max(spans, key=lambda x: x[1])
+        first = min(stamp - s for _, s, stamp in spans)
+        day = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(first))
+        text += (f"; its {_plural(len(spans), 'timed command')} started at {day} and took {total:,.0f} s of wall "
+                 f"time in all, the longest ({longest[0]!r} in `command_times.txt`) {longest[1]:,.0f} s.")
+    else:
+        text += "; it records no command times."
+    return text
+
+
+def rerun_summary(check: "RerunCheck") -> str:
+    """One sentence for chapter 06's summary: which verdicts survived the second run of the small grid."""
+    judged = [h for h in ("H1", "H2") if check.survives(h) is not None]
+    fate = ", ".join(f"{h} {'survived' if check.survives(h) else 'did not survive'}" for h in judged)
+    return (f"A second run of the {check.size} grid from an empty cache kept the outcome of {check.n_same_outcome} of "
+            f"{len(check.cells)} judged cells: {fate or 'nothing could be judged'}. The verdicts above are therefore "
+            f"less stable than their intervals suggest (the section on the second run says why), and H3 was not "
+            f"re-checked.")

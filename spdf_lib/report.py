@@ -331,6 +331,8 @@ def lr_search_table(lr_search: Iterable[dict]) -> pd.DataFrame:
     for c in cells:
         losses = _rates(c)
         row = {"size": c["size"], "sparsity": level_label(c["sparsity"]), "task": TASK_LABEL[c["task"]]}
+        if any(x.get("variant") for x in cells):  # chapter 09's longer and dynamic runs
+            row["run kind"] = {"isoflop": "iso-FLOP", "rigl": "RigL", "set": "SET"}.get(c.get("variant"), "static")
         for lr in rates:
             row[("validation loss at peak learning rate", f"{lr:g}")] = losses.get(lr, "–")
         row["chosen"] = "–" if c["chosen"] is None else f"{float(c['chosen']):g}"

@@ -34,7 +34,8 @@ from .model import get_config
 from .verdicts import METRIC, TASK_LABEL
 
 __all__ = ["VARIANT_ORDER", "variant_of", "run_label", "gap_frame", "GapTrend", "fit_gap_trend", "paper_targets",
-           "extrapolations", "pooled_contrast", "score_columns", "variant_frame"]
+           "extrapolations", "pooled_contrast", "score_columns", "variant_frame", "chapter_inputs", "ANSWER_RULES",
+           "answers_frame", "gpu_time_frame", "dynamic_update_cost"]
 
 # "" = Chinchilla-length static mask; "isoflop" = static mask trained to the dense model's FLOPs;
 # "rigl" / "set" = dynamic sparsity. Rows of the comparison follow this order within a sparsity.
@@ -291,7 +292,9 @@ def score_columns(task: str = "e2e") -> dict[str, str]:
     metric = METRIC.get(task, ("value", ""))[0]
     score = f"{TASK_LABEL.get(task, task)} {metric}"
     return {"score": score, "score low": f"{score} low", "score high": f"{score} high",
-            "vs dense": f"{metric} vs dense", "low": f"{metric} low", "high": f"{metric} high"}
+            "vs dense": f"{metric} vs dense", "low": f"{metric} low", "high": f"{metric} high",
+            "vs static": f"{metric} vs static", "static low": f"{metric} vs static low",
+            "static high": f"{metric} vs static high"}
 
 
 def _difference(units: Sequence[float], reference: Sequence[float], pool: Sequence[Sequence[float]]):
@@ -307,9 +310,12 @@ def _difference(units: Sequence[float], reference: Sequence[float], pool: Sequen
     return estimate, ci.low, ci.high
 
 
-def _mean_bounds(units: Sequence[float]) -> tuple[float, float]:
+def _mean_bounds(units: Sequence[float], pool: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """The 95% interval of ``mean(units)`` with the pooled seed variance of ``pool``."""
+    if not units:
+        return math.nan, math.nan
     try:
-        ci = stats.mean_interval(units)
+        ci = pooled_contrast([(1, units)], pool)
     except stats.NotComputable:
         return math.nan, math.nan
     return ci.low, ci.high
@@ -321,12 +327,12 @@ def variant_frame(pretrain_results: Iterable[Mapping], eval_results: Iterable[Ma
     first, then by sparsity the static, iso-FLOP, RigL and SET runs (labels by :func:`run_label`).
 
     Cost (means over pre-training seeds): ``tokens``, ``training PFLOP``, ``GPU wall s``. Quality:
-    ``val loss`` (mean, with the t interval of the mean in ``val loss low``/``high`` where computable);
+    ``val loss`` (mean, with its t interval in ``val loss low``/``high``, pooled variance as below);
     ``val loss vs dense`` with ``low``/``high`` and ``val loss vs static`` (the Chinchilla static run
     of the same sparsity; NaN for static and dense rows) with ``static low``/``high``, both by
     :func:`pooled_contrast` with every group of this size in the pool. Downstream (``task``, masks not
     kept): the score of each pre-trained model is its mean over fine-tuning seeds; the mean of those
-    (``E2E BLEU`` for E2E, with its t interval), its difference to dense by :func:`pooled_contrast`
+    (``E2E BLEU`` for E2E, with its pooled t interval), its difference to dense by :func:`pooled_contrast`
     (``BLEU vs dense``, ``BLEU low``/``high``), the same for ``test_loss`` (``test loss vs dense``,
     nats), and ``fine-tunes``, the number of fine-tuning runs. NaN where a row has no downstream results.
     """
@@ -359,9 +365,12 @@ def variant_frame(pretrain_results: Iterable[Mapping], eval_results: Iterable[Ma
                      if variant != "" and sparsity > 0 else (math.nan,) * 3)
         bleu = (_difference(score[key], score.get(dense, []), [v for v in score.values() if v])
                 if not is_reference else (math.nan,) * 3)
+        bleu_static = (_difference(score[key], score.get(static, []), [v for v in score.values() if v])
+                       if variant != "" and sparsity > 0 else (math.nan,) * 3)
         test_loss = (_difference(test[key], test.get(dense, []), [v for v in test.values() if v])
                      if not is_reference else (math.nan,) * 3)
-        loss_bounds, score_bounds = _mean_bounds(loss[key]), _mean_bounds(score[key])
+        loss_bounds = _mean_bounds(loss[key], list(loss.values()))
+        score_bounds = _mean_bounds(score[key], [v for v in score.values() if v])
         walls = [float(r["log"]["wall_s"]) for r in runs if isinstance(r.get("log"), Mapping) and "wall_s" in r["log"]]
         rows.append({
             "run": run_label(variant, sparsity), "variant": variant, "sparsity": sparsity,
@@ -375,9 +384,128 @@ def variant_frame(pretrain_results: Iterable[Mapping], eval_results: Iterable[Ma
             names["score"]: _mean(score[key]),
             names["score low"]: score_bounds[0], names["score high"]: score_bounds[1],
             names["vs dense"]: bleu[0], names["low"]: bleu[1], names["high"]: bleu[2],
+            names["vs static"]: bleu_static[0], names["static low"]: bleu_static[1],
+            names["static high"]: bleu_static[2],
             "test loss vs dense": test_loss[0], "test loss low": test_loss[1], "test loss high": test_loss[2],
             "fine-tunes": len(evals.get(key, [])),
         })
     frame = pd.DataFrame(rows)
     frame.attrs["task"] = task
     return frame
+
+
+# ------------------------------------------------------------------ the chapter's inputs and answers
+
+def chapter_inputs(out: Mapping, profile) -> dict:
+    """What chapter 09 reads from the scheduler's results ``out`` (stages pretrain, finetune, eval and
+    beyond): ``scaling`` (the size study's pre-training results, exactly the planned runs), ``params``
+    (non-embedding parameters by size), ``pretrain`` and ``evals`` (every result of ``beyond.size`` at
+    the study's levels: dense, static, iso-FLOP, RigL, SET; chapter 08's pruning baseline left out)."""
+    from . import runs as R
+
+    b = profile.beyond
+    planned = {r.run_id for r in R.scaling_runs(profile)}
+    levels = {_level(x) for x in (*b.levels, *b.isoflop_levels, b.dynamic.level)}
+    of_size = lambda r: r["size"] == b.size and _level(r["sparsity"]) in levels  # noqa: E731
+    return {
+        "scaling": [r for rid, r in out["pretrain"].items() if rid in planned],
+        "params": {size: sparsifiable_weights(get_config(size)) for size in b.family},
+        "pretrain": [r for r in out["pretrain"].values() if of_size(r)],
+        "evals": [r for r in out["eval"].values() if of_size(r) and r.get("task") == b.task],
+    }
+
+
+ANSWER_RULES = (
+    "- **Size.** Per sparsity, the slope of the gap (sparse minus dense validation loss, nats) against "
+    "the base-ten logarithm of the non-embedding parameters: *shrinks* when its 95% interval lies below "
+    "zero, *grows* when it lies above, *inconclusive* otherwise.\n"
+    "- **Longer sparse pre-training at equal FLOPs.** Validation loss of the iso-FLOP run minus the "
+    "Chinchilla-length static run of the same sparsity: *better* when the 95% interval lies below zero, "
+    "*worse* above, *inconclusive* otherwise; the same rule against the dense model. Its downstream "
+    "score against the dense model uses chapter 06's H1 rule: *preserved* when the interval of the BLEU "
+    "change lies above minus the margin, *degraded* when it lies below it, *inconclusive* otherwise.\n"
+    "- **Dynamic sparsity.** Validation loss of the RigL and the SET runs minus the static run of the "
+    "same sparsity and length, and their BLEU against dense, with the same rules.\n"
+    "- For both, the BLEU change against the static run of the same sparsity: *better* when its 95% "
+    "interval lies above zero, *worse* below, *inconclusive* otherwise.\n"
+    "- Every interval is a 95% Student t interval; those of the longer and dynamic runs pool the seed "
+    "variance of every run kind of that size (see `pooled_contrast`), because some kinds have a single "
+    "pre-training seed.")
+
+
+def _sign_outcome(low: float, high: float, below: str, above: str) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "not computable"
+    return below if high < 0 else above if low > 0 else "inconclusive"
+
+
+def _margin_outcome(low: float, high: float, margin: float) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "not computable"
+    return "preserved" if low > -margin else "degraded" if high < -margin else "inconclusive"
+
+
+def answers_frame(gaps: pd.DataFrame, variants: pd.DataFrame, margin: float, level: float = 0.95) -> pd.DataFrame:
+    """The chapter's questions judged by :data:`ANSWER_RULES`: one row per judged quantity with its
+    estimate, interval and outcome (``margin``: H1's BLEU margin, ``verdicts.BLEU_MARGIN``)."""
+    rows = []
+
+    def row(question, compared, estimate, low, high, outcome):
+        rows.append({"question": question, "compared": compared, "estimate": estimate, "low": low, "high": high,
+                     "outcome": outcome})
+
+    for sparsity in sorted(s for s in gaps["sparsity"].astype(float).unique() if s > 0):
+        try:
+            ci = fit_gap_trend(gaps, sparsity).slope_interval(level)
+            row("size", f"gap slope per tenfold parameters, {_percent(sparsity)}", ci.estimate, ci.low, ci.high,
+                _sign_outcome(ci.low, ci.high, "shrinks", "grows"))
+        except stats.NotComputable as err:
+            row("size", f"gap slope per tenfold parameters, {_percent(sparsity)}", math.nan, math.nan, math.nan,
+                f"not computable ({err})")
+    names = score_columns(variants.attrs.get("task", "e2e"))
+    for _, v in variants[variants["variant"] != ""].iterrows():
+        question = "longer at equal FLOPs" if v["variant"] == "isoflop" else "dynamic"
+        row(question, f"{v['run']} vs static {_percent(v['sparsity'])}, val loss", v["val loss vs static"],
+            v["static low"], v["static high"], _sign_outcome(v["static low"], v["static high"], "better", "worse"))
+        row(question, f"{v['run']} vs dense, val loss", v["val loss vs dense"], v["low"], v["high"],
+            _sign_outcome(v["low"], v["high"], "better", "worse"))
+        metric = names["vs dense"].split()[0]
+        row(question, f"{v['run']} vs static {_percent(v['sparsity'])}, {metric}", v[names["vs static"]],
+            v[names["static low"]], v[names["static high"]],
+            _sign_outcome(v[names["static low"]], v[names["static high"]], "worse", "better"))
+        row(question, f"{v['run']} vs dense, {metric}", v[names["vs dense"]], v[names["low"]],
+            v[names["high"]], _margin_outcome(v[names["low"]], v[names["high"]], margin))
+    return pd.DataFrame(rows, columns=["question", "compared", "estimate", "low", "high", "outcome"])
+
+
+def gpu_time_frame(variants: pd.DataFrame, tokens_per_s: float, update_cost_steps: Mapping[str, float],
+                   interval: int, tokens_per_step: int) -> pd.DataFrame:
+    """What each run kind of :func:`variant_frame` costs in time on a GPU that multiplies masked
+    weights like any other (chapter 09): its tokens at ``tokens_per_s`` (one run alone on the idle
+    GPU, measured), plus, for a dynamic method, ``update_cost_steps[method]`` training steps' worth of
+    time per mask update (measured) every ``interval`` steps; and that time relative to the dense run's."""
+    rows = []
+    dense = variants[(variants["variant"] == "") & (variants["sparsity"] == 0.0)]
+    dense_s = float(dense["tokens"].iloc[0]) / tokens_per_s if len(dense) else math.nan
+    for _, v in variants.iterrows():
+        steps = float(v["tokens"]) / tokens_per_step
+        extra = update_cost_steps.get(v["variant"], 0.0) * steps / interval
+        seconds = (steps + extra) * tokens_per_step / tokens_per_s
+        rows.append({"run": v["run"], "tokens": v["tokens"], "training PFLOP": v["training PFLOP"],
+                     "GPU s (one run alone)": seconds, "vs dense": seconds / dense_s,
+                     "FLOPs vs dense": v["training PFLOP"] / float(dense["training PFLOP"].iloc[0])
+                     if len(dense) else math.nan})
+    return pd.DataFrame(rows)
+
+
+def dynamic_update_cost(bench: Mapping) -> dict:
+    """From ``benchmarks/bench_pretrain_throughput.py --loops masked,rigl,set --json``: the measured
+    tokens per second of the static mask alone (``"tokens_per_s"``) and, per dynamic method, the time of
+    one mask update in training steps (its slowdown over the static mask times the update interval)."""
+    rows = bench["rows"]
+    ratios = next(r for r in rows if r["loop"] == "ratios")
+    masked = next(r for r in rows if r["loop"] == "masked 75%")
+    cost = {m: ratios[f"{m}_slowdown_vs_masked"] * ratios["dynamic_interval"] for m in ("rigl", "set")
+            if math.isfinite(ratios.get(f"{m}_slowdown_vs_masked", math.nan))}
+    return {"tokens_per_s": masked["tokens_per_s"], "update_cost_steps": cost, "preset": masked["preset"],
+            "interval": ratios["dynamic_interval"]}

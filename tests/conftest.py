@@ -78,3 +78,24 @@ def _has_data() -> bool:
 
 # Tests that read the real data sets are skipped, not failed, on a checkout without them.
 needs_data = pytest.mark.skipif(not _has_data(), reason="data directory not available (see chapter 03)")
+
+
+def install_fake_runners(monkeypatch, tmp_path: Path, dev_loss) -> list:
+    """Replace the scheduler's runners by instant fakes (results in a cache under ``tmp_path``) and
+    return the list of runs they were called with, in order. A fine-tuning run's dev loss is
+    ``dev_loss(run)``; the other stages store an empty result."""
+    from spdf_lib import results, scheduler
+
+    monkeypatch.setenv("SPDF_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def runner(run, device, deadline=None, progress=True):
+        calls.append(run)
+        base = getattr(run, "base", None)
+        out = {"size": getattr(base, "size", None)}
+        if run.stage == "finetune":
+            out.update({"dev_loss": dev_loss(run), "lr": run.lr})
+        return results.finish(run, out)
+
+    monkeypatch.setattr(scheduler, "RUNNERS", {s: runner for s in ("pretrain", "finetune", "eval", "prune")})
+    return calls

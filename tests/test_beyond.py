@@ -12,7 +12,7 @@ import torch
 from spdf_lib import dynamic, flops, results, runners, runs as R, scheduler, sparsity, store
 from spdf_lib.profiles import DynamicSettings, LRSearch, get_profile
 
-from conftest import needs_data  # noqa: E402
+from conftest import install_fake_runners, needs_data  # noqa: E402
 
 pytestmark = needs_data
 
@@ -108,18 +108,7 @@ def test_bad_inputs_are_refused_naming_the_parameter(smoke):
 @pytest.fixture
 def fake(monkeypatch, tmp_path):
     """Instant runners; the dev loss of a fine-tuning run is lowest at 3e-3."""
-    monkeypatch.setenv("SPDF_CACHE", str(tmp_path / "cache"))
-    calls = []
-
-    def runner(run, device, deadline=None, progress=True):
-        calls.append(run)
-        out = {}
-        if run.stage == "finetune":
-            out["dev_loss"] = 1.0 + (math.log(run.lr) - math.log(3e-3)) ** 2
-        return results.finish(run, out)
-
-    monkeypatch.setattr(scheduler, "RUNNERS", {s: runner for s in ("pretrain", "finetune", "eval", "prune")})
-    return calls
+    return install_fake_runners(monkeypatch, tmp_path, lambda run: 1.0 + (math.log(run.lr) - math.log(3e-3)) ** 2)
 
 
 def test_the_beyond_stage_alone_runs_chapter_09_and_nothing_of_the_grid(fake, tmp_path, smoke):

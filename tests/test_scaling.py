@@ -265,8 +265,9 @@ def test_variant_frame_intervals_pool_every_group_of_the_size():
     rigl = frame.loc["RigL 75%"]
     bleu = scaling.pooled_contrast([(1, [61.0]), (-1, [61.0, 65.0])], [[58.0, 60.0]])
     assert (rigl["BLEU low"], rigl["BLEU high"]) == pytest.approx((bleu.low, bleu.high))
-    # the mean's own interval needs two seeds
-    assert np.isnan(iso["val loss low"]) and np.isfinite(frame.loc["dense", "val loss low"])
+    # the mean's own interval pools the seed variance too, so a single-seed kind gets one
+    own = scaling.pooled_contrast([(1, [3.3])], [[3.0, 3.2], [3.5, 3.7]])
+    assert (iso["val loss low"], iso["val loss high"]) == pytest.approx((own.low, own.high))
 
 
 # -------------------------------------------------------------------------- figures and tables
@@ -336,3 +337,83 @@ def test_scaling_sentence_reports_a_shrinking_gap_and_an_inconclusive_one():
 
 def test_the_figures_package_exports_the_chapter():
     assert figures.gap_figure is beyond.gap_figure and "scaling_sentence" in figures.__all__
+
+
+# ----------------------------------------------------------------- the chapter's answers and costs
+
+def test_variant_frame_gives_the_bleu_change_against_the_static_run():
+    pre, ev = _variant_set()
+    frame = scaling.variant_frame(pre, ev, "a").set_index("run")
+    assert frame.loc["RigL 75%", "BLEU vs static"] == pytest.approx(61.0 - 59.0)
+    assert np.isnan(frame.loc["static 75%", "BLEU vs static"]) and np.isnan(frame.loc["dense", "BLEU vs static"])
+
+
+def _answers(gap_slope_sign=-1.0, static_shift=-0.3):
+    runs = synthetic_runs(noise=0.005)
+    gaps = scaling.gap_frame(runs, PARAMS)
+    if gap_slope_sign > 0:  # mirror the gaps: they now grow with size
+        gaps["gap"] = -gaps["gap"]
+    variants = pd.DataFrame([
+        {"run": "static 75%, iso-FLOP", "variant": "isoflop", "sparsity": 0.75, "val loss vs static": static_shift,
+         "static low": static_shift - 0.05, "static high": static_shift + 0.05, "val loss vs dense": 0.2,
+         "low": 0.1, "high": 0.3, "BLEU vs dense": -0.5, "BLEU low": -0.8, "BLEU high": -0.2,
+         "BLEU vs static": 0.4, "BLEU vs static low": -0.3, "BLEU vs static high": 1.1},
+        {"run": "dense", "variant": "", "sparsity": 0.0}])
+    variants.attrs["task"] = "e2e"
+    return scaling.answers_frame(gaps, variants, margin=1.0).set_index("compared")
+
+
+def test_answers_follow_the_rules_either_way():
+    shrink, grow = _answers(-1.0), _answers(+1.0)
+    assert shrink.loc["gap slope per tenfold parameters, 75%", "outcome"] == "shrinks"
+    assert grow.loc["gap slope per tenfold parameters, 75%", "outcome"] == "grows"
+    a = _answers(static_shift=-0.3)
+    assert a.loc["static 75%, iso-FLOP vs static 75%, val loss", "outcome"] == "better"
+    assert _answers(static_shift=+0.3).loc["static 75%, iso-FLOP vs static 75%, val loss", "outcome"] == "worse"
+    assert _answers(static_shift=0.0).loc["static 75%, iso-FLOP vs static 75%, val loss", "outcome"] == "inconclusive"
+    assert a.loc["static 75%, iso-FLOP vs dense, val loss", "outcome"] == "worse"
+    assert a.loc["static 75%, iso-FLOP vs dense, BLEU", "outcome"] == "preserved"  # [-0.8, -0.2] above -1
+    assert a.loc["static 75%, iso-FLOP vs static 75%, BLEU", "outcome"] == "inconclusive"
+    assert "dense" not in " ".join(a.index[a["question"] == "dynamic"])  # no dynamic rows were given
+
+
+def test_gpu_time_follows_tokens_not_flops_and_adds_the_updates():
+    variants = pd.DataFrame([
+        {"run": "dense", "variant": "", "sparsity": 0.0, "tokens": 1000.0, "training PFLOP": 4.0},
+        {"run": "static 75%, iso-FLOP", "variant": "isoflop", "sparsity": 0.75, "tokens": 2000.0, "training PFLOP": 4.0},
+        {"run": "RigL 75%", "variant": "rigl", "sparsity": 0.75, "tokens": 1000.0, "training PFLOP": 2.1}])
+    t = scaling.gpu_time_frame(variants, tokens_per_s=100.0, update_cost_steps={"rigl": 5.0}, interval=10,
+                               tokens_per_step=10).set_index("run")
+    assert t.loc["dense", "GPU s (one run alone)"] == pytest.approx(10.0)
+    assert t.loc["static 75%, iso-FLOP", "vs dense"] == pytest.approx(2.0)  # equal FLOPs, twice the time
+    assert t.loc["RigL 75%", "GPU s (one run alone)"] == pytest.approx(10.0 * 1.5)  # 100 steps, 10 updates x 5
+    assert t.loc["RigL 75%", "FLOPs vs dense"] == pytest.approx(2.1 / 4.0)
+
+
+def test_dynamic_update_cost_reads_the_benchmark_rows():
+    bench = {"rows": [{"preset": "m", "loop": "masked 75%", "tokens_per_s": 2.0e6},
+                      {"preset": "m", "loop": "ratios", "rigl_slowdown_vs_masked": 0.25,
+                       "set_slowdown_vs_masked": float("nan"), "dynamic_interval": 20}]}
+    cost = scaling.dynamic_update_cost(bench)
+    assert cost["tokens_per_s"] == 2.0e6 and cost["update_cost_steps"] == {"rigl": pytest.approx(5.0)}
+
+
+def test_the_chapter_tables_and_notes_render():
+    answers = _answers()
+    html = beyond.answers_table(answers.reset_index()).to_html()
+    assert "shrinks" in html and "[" in html
+    note = beyond.answers_note(answers.reset_index())
+    assert note.count("- **") == answers["question"].nunique() and "preserved" in note
+    assert "missing" in beyond.answers_note(answers.iloc[0:0].reset_index())
+    runs = [dict(pretrain("a", 0.75, 0, 3.3, variant="rigl"), run_id="a_rigl", passes=2.0, mask_updates=3,
+                 dense_gradient_passes=3, dense_gradient_flops=1e13, mask_moved_fraction=0.4),
+            dict(pretrain("a", 0.75, 0, 3.5), run_id="a_static", passes=1.0)]
+    html = beyond.dynamic_table(runs).to_html()
+    assert "a_rigl" in html and "a_static" not in html and "40.0%" in html
+    assert "2.00 times" in beyond.passes_note(runs) and "1.00 times" in beyond.passes_note(runs)
+
+
+def test_the_size_answer_is_set_against_the_expectation_either_way():
+    shrink = beyond.expectation_note(_answers(-1.0).reset_index())
+    assert "the expected direction" in shrink and "opposite" not in shrink
+    assert "opposite" in beyond.expectation_note(_answers(+1.0).reset_index())

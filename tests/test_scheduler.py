@@ -13,7 +13,7 @@ import pytest
 from spdf_lib import results, scheduler
 from spdf_lib.profiles import LRSearch, get_profile
 
-from conftest import needs_data  # noqa: E402
+from conftest import install_fake_runners, needs_data  # noqa: E402
 
 pytestmark = needs_data
 
@@ -29,20 +29,11 @@ def _profile(**kw):
 @pytest.fixture
 def fake(monkeypatch, tmp_path):
     """Instant runners; the dev loss is lowest at 8e-3 for dense and at 2e-3 for sparse models."""
-    monkeypatch.setenv("SPDF_CACHE", str(tmp_path / "cache"))
-    calls = []
+    def dev_loss(run):
+        best = 8e-3 if run.base.sparsity == 0 else 2e-3
+        return 1.0 + (math.log(run.lr) - math.log(best)) ** 2
 
-    def runner(run, device, deadline=None, progress=True):
-        calls.append(run)
-        base = getattr(run, "base", None)
-        out = {"size": getattr(base, "size", None)}
-        if run.stage == "finetune":
-            best = 8e-3 if base.sparsity == 0 else 2e-3
-            out.update({"dev_loss": 1.0 + (math.log(run.lr) - math.log(best)) ** 2, "lr": run.lr})
-        return results.finish(run, out)
-
-    monkeypatch.setattr(scheduler, "RUNNERS", {s: runner for s in ("pretrain", "finetune", "eval", "prune")})
-    return calls
+    return install_fake_runners(monkeypatch, tmp_path, dev_loss)
 
 
 def test_search_extends_then_finals_and_evaluations_follow(fake, tmp_path):

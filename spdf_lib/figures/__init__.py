@@ -30,8 +30,9 @@ library modules it draws on inside its functions. Everything is importable from
 from __future__ import annotations
 
 from .about import chapters_table, profiles_table
-from .beyond import (extrapolation_table, gap_figure, gap_table, interval_text, scaling_sentence, variant_figure,
-                     variant_table)
+from .beyond import (answers_note, answers_table, dynamic_table, expectation_note, extrapolation_table,
+                     family_table, gap_figure, gap_table, gpu_time_table, interval_text, passes_note, scaling_sentence,
+                     variant_figure, variant_table)
 from .data import (budget_table, data_differences_table, data_quality_table, example_lengths_figure,
                    example_markdown, fingerprint_table, loss_mask_table, mixture_table, padding_share,
                    references_and_lengths_figure, tokenizer_table, truncation_table)
@@ -61,5 +62,6 @@ __all__ = [
     "full_scale_comparison",
     # beyond (chapter 09)
     "gap_figure", "variant_figure", "gap_table", "extrapolation_table", "variant_table", "scaling_sentence",
-    "interval_text",
+    "interval_text", "family_table", "dynamic_table", "answers_table", "gpu_time_table", "answers_note", "passes_note",
+    "expectation_note",
 ]

@@ -13,7 +13,8 @@ import pandas as pd
 from .display import show_table
 
 __all__ = ["gap_figure", "variant_figure", "gap_table", "extrapolation_table", "variant_table", "scaling_sentence",
-           "interval_text"]
+           "interval_text", "family_table", "dynamic_table", "answers_table", "gpu_time_table", "answers_note",
+           "passes_note", "expectation_note"]
 
 
 def interval_text(low: float, high: float, digits: int = 3, reason: str = "") -> str:
@@ -104,16 +105,17 @@ def gap_figure(gaps: pd.DataFrame, trends: Mapping | None = None, targets: Mappi
     return fig
 
 
-def variant_figure(frame: pd.DataFrame):
+def variant_figure(frame: pd.DataFrame, margin: float | None = None):
     """Figure (chapter 09) of ``scaling.variant_frame``. Left: validation loss against training
-    PFLOP per run, with the 95% interval of the mean where computable. Right: the downstream score
-    (E2E BLEU) per run as horizontal bars with 95% whiskers, the dense run as a reference line."""
+    PFLOP per run, with the 95% interval of the mean (pooled seed variance). Right: the change of the
+    downstream score (E2E BLEU) against the dense run, with its 95% interval, a zero line and, when
+    ``margin`` is given, the line at minus the margin (chapter 06's H1 rule)."""
     import matplotlib.pyplot as plt
 
     from .. import scaling
 
     names = scaling.score_columns(frame.attrs.get("task", "e2e"))
-    score = names["score"]
+    change = names["vs dense"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
     colours = plt.get_cmap("tab10")
     for k, row in enumerate(frame.itertuples(index=False)):
@@ -123,29 +125,32 @@ def variant_figure(frame: pd.DataFrame):
         left.errorbar([r["training PFLOP"]], [r["val loss"]], yerr=yerr, fmt="o" if has else "s",
                       color=colours(k % 10), capsize=4,
                       label=f"{r['run']} ({r['pre-training seeds']} seed{'s' if r['pre-training seeds'] != 1 else ''})")
-    left.set(xlabel="training FLOPs (PFLOP)", ylabel="validation loss (nats)",
+    left.set(xlabel="training FLOPs (PFLOP)", ylabel="validation loss (nats per token)",
              title="Validation loss against training compute")
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
-    shown = frame[np.isfinite(frame[score].astype(float))] if score in frame else frame.iloc[:0]
+    shown = frame[np.isfinite(frame[change].astype(float))] if change in frame else frame.iloc[:0]
     if len(shown):
         y = np.arange(len(shown))
-        value = shown[score].to_numpy(dtype=float)
-        lo, hi = shown[names["score low"]].to_numpy(dtype=float), shown[names["score high"]].to_numpy(dtype=float)
+        value = shown[change].to_numpy(dtype=float)
+        lo, hi = shown[names["low"]].to_numpy(dtype=float), shown[names["high"]].to_numpy(dtype=float)
         has = np.isfinite(lo) & np.isfinite(hi)
-        xerr = np.where(has, [value - lo, hi - value], 0.0)
-        right.barh(y, value, color=[colours(list(frame["run"]).index(r) % 10) for r in shown["run"]], alpha=0.8)
-        right.errorbar(value[has], y[has], xerr=xerr[:, has], fmt="none", ecolor="black", capsize=4,
-                       label="95% interval of the mean")
+        for j, (yy, v, run) in enumerate(zip(y, value, shown["run"])):
+            colour = colours(list(frame["run"]).index(run) % 10)
+            if has[j]:
+                right.errorbar([v], [yy], xerr=[[v - lo[j]], [hi[j] - v]], fmt="o", color=colour, capsize=4)
+            else:
+                right.plot([v], [yy], "s", color=colour)
         right.set_yticks(y, shown["run"])
         right.invert_yaxis()
-        dense = frame[(frame["variant"] == "") & (frame["sparsity"] == 0)]
-        if len(dense) and np.isfinite(dense[score].iloc[0]):
-            right.axvline(float(dense[score].iloc[0]), color="black", ls="--", lw=1, label="dense")
+        right.axvline(0.0, color="black", lw=1, label="dense")
+        if margin is not None:
+            right.axvline(-margin, color="red", ls="--", lw=1, label=f"minus the margin ({margin:g})")
         right.legend(fontsize=8)
     else:
         right.text(0.5, 0.5, "no downstream results", transform=right.transAxes, ha="center", va="center")
-    right.set(xlabel=f"{score} (points, 0-100)", ylabel="run", title=f"{score} after dense fine-tuning")
+    right.set(xlabel=f"{names['score']} change against dense (points)", ylabel="run",
+              title=f"{names['score']} after dense fine-tuning, change against dense")
     right.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig
@@ -162,7 +167,7 @@ def gap_table(gaps: pd.DataFrame):
     shown = shown.rename(columns={"gap": "gap (nats)", "dense val loss": "dense val loss (nats)",
                                   "sparse val loss": "sparse val loss (nats)"})
     return show_table(shown, {"non-embedding params": "{:,}", "sparsity": "{:.0%}", "dense val loss (nats)": "{:.3f}",
-                              "sparse val loss (nats)": "{:.3f}", "gap (nats)": "{:+.3f}"})
+                              "sparse val loss (nats)": "{:.3f}", "gap (nats)": "{:+.3f}"}, na_rep="–")
 
 
 def extrapolation_table(frame: pd.DataFrame):
@@ -174,7 +179,7 @@ def extrapolation_table(frame: pd.DataFrame):
         frame[["fitted range", "kind", "factor beyond largest fitted"]]
     shown = shown.rename(columns={"predicted gap": "predicted gap (nats)"})
     return show_table(shown, {"non-embedding params": "{:,}", "sparsity": "{:.0%}", "predicted gap (nats)": "{:+.3f}",
-                              "factor beyond largest fitted": "{:,.1f}x"})
+                              "factor beyond largest fitted": "{:,.1f}x"}, na_rep="–")
 
 
 def variant_table(frame: pd.DataFrame):
@@ -193,6 +198,10 @@ def variant_table(frame: pd.DataFrame):
     shown[names["vs dense"]] = frame[names["vs dense"]]
     shown[f"{names['vs dense']}, 95%"] = [interval_text(lo, hi, 2) if np.isfinite(v) else "" for v, lo, hi in
                                           zip(frame[names["vs dense"]], frame[names["low"]], frame[names["high"]])]
+    shown[names["vs static"]] = frame[names["vs static"]]
+    shown[f"{names['vs static']}, 95%"] = [interval_text(lo, hi, 2) if np.isfinite(v) else "" for v, lo, hi in
+                                           zip(frame[names["vs static"]], frame[names["static low"]],
+                                               frame[names["static high"]])]
     shown["test loss vs dense"] = frame["test loss vs dense"]
     shown["test loss vs dense, 95%"] = [
         interval_text(lo, hi) if np.isfinite(v) else ""
@@ -203,7 +212,7 @@ def variant_table(frame: pd.DataFrame):
     return show_table(shown.rename(columns={"val loss": "val loss (nats)"}), {
         "tokens": "{:,.0f}", "training PFLOP": "{:.2f}", "GPU wall s": "{:,.0f}", "val loss (nats)": "{:.3f}",
         "val loss vs dense": "{:+.3f}", "val loss vs static": "{:+.3f}", names["score"]: "{:.2f}",
-        names["vs dense"]: "{:+.2f}", "test loss vs dense": "{:+.3f}"})
+        names["vs dense"]: "{:+.2f}", names["vs static"]: "{:+.2f}", "test loss vs dense": "{:+.3f}"}, na_rep="–")
 
 
 # ------------------------------------------------------------------------------------- sentence
@@ -248,3 +257,96 @@ def scaling_sentence(gaps: pd.DataFrame, trends: Mapping | None = None, extrapol
                      f"{target['factor beyond largest fitted']:,.3g}x the largest size fitted), the fit gives "
                      f"{target['predicted gap']:+.3f} nats [{target['low']:+.3f}, {target['high']:+.3f}]")
     return text + "."
+
+
+# ------------------------------------------------------------------ the runs, the answers, the notes
+
+def family_table(profile):
+    """The size study's model family (chapter 09): shape, non-embedding and total parameters and the
+    Chinchilla-length tokens of each size, with the profile's own two sizes marked."""
+    from ..flops import sparsifiable_weights
+    from ..model import get_config, num_params
+    from ..runs import planned_tokens
+
+    rows = []
+    for size in profile.beyond.family:
+        c = get_config(size, vocab_size=profile.vocab_size,
+                       block_size=max(get_config(size).block_size, profile.pretrain.seq_len))
+        rows.append({"size": size, "in chapters 04-06": "yes" if size in profile.sizes else "",
+                     "layers": c.n_layer, "width": c.n_embd, "heads": c.n_head,
+                     "non-embedding params": sparsifiable_weights(c), "all params": num_params(c),
+                     "pre-training tokens": planned_tokens(c, profile.pretrain)})
+    frame = pd.DataFrame(rows)
+    return show_table(frame, {"non-embedding params": "{:,}", "all params": "{:,}", "pre-training tokens": "{:,}"},
+                      na_rep="–")
+
+
+def dynamic_table(pretrain_results):
+    """Chapter 09's longer and dynamic runs one by one: tokens, passes over the corpus, mask updates,
+    RigL's dense-gradient passes and their share of the run's FLOPs, the share of kept connections
+    that the initial mask did not keep at the end, and the validation loss."""
+    rows = []
+    for r in sorted(pretrain_results, key=lambda r: (r.get("variant") or "", r["sparsity"], r["seed"])):
+        if not r.get("variant"):
+            continue
+        rows.append({"run": r["run_id"], "seed": r["seed"], "tokens": r["tokens"], "passes over the corpus": r["passes"],
+                     "mask updates": r.get("mask_updates", 0), "dense-gradient passes": r.get("dense_gradient_passes", 0),
+                     "their share of the FLOPs": r.get("dense_gradient_flops", 0.0) / r["training_flops"],
+                     "connections not in the initial mask": r.get("mask_moved_fraction", 0.0),
+                     "val loss (nats)": r["val_loss"]})
+    frame = pd.DataFrame(rows)
+    return show_table(frame, {"tokens": "{:,}", "passes over the corpus": "{:.2f}",
+                              "their share of the FLOPs": "{:.2%}", "connections not in the initial mask": "{:.1%}",
+                              "val loss (nats)": "{:.3f}"}, na_rep="–")
+
+
+def answers_table(answers: pd.DataFrame):
+    """:func:`spdf_lib.scaling.answers_frame` for display, the interval as text."""
+    shown = answers[["question", "compared", "estimate"]].copy()
+    shown["95% interval"] = [interval_text(lo, hi) for lo, hi in zip(answers["low"], answers["high"])]
+    shown["outcome"] = answers["outcome"]
+    return show_table(shown, {"estimate": "{:+.3f}"}, na_rep="–")
+
+
+def gpu_time_table(frame: pd.DataFrame):
+    """:func:`spdf_lib.scaling.gpu_time_frame` for display."""
+    return show_table(frame, {"tokens": "{:,.0f}", "training PFLOP": "{:.2f}", "GPU s (one run alone)": "{:,.0f}",
+                              "vs dense": "{:.2f}x", "FLOPs vs dense": "{:.2f}x"}, na_rep="–")
+
+
+def answers_note(answers: pd.DataFrame) -> str:
+    """The chapter's answers in words, one sentence per question, computed from :func:`answers_frame`."""
+    if answers.empty:
+        return "Nothing was judged: the runs of this chapter are missing at this profile."
+    parts = []
+    for question, group in answers.groupby("question", sort=False):
+        items = "; ".join(f"{c}: {o}" for c, o in zip(group["compared"], group["outcome"]))
+        parts.append(f"- **{question}**: {items}.")
+    return "\n".join(parts)
+
+
+def passes_note(pretrain_results) -> str:
+    """How often the longest runs of chapter 09 saw each pre-training token (data repetition)."""
+    runs = [r for r in pretrain_results if r.get("passes") is not None]
+    if not runs:
+        return ""
+    longest = max(runs, key=lambda r: r["passes"])
+    shortest = min(runs, key=lambda r: r["passes"])
+    return (f"The corpus is finite: the Chinchilla-length runs of this size see it {shortest['passes']:.2f} times, the "
+            f"longest run ({longest['run_id']}) {longest['passes']:.2f} times, so part of what a longer run gains or "
+            f"loses is repetition of the same text.")
+
+
+def expectation_note(answers: pd.DataFrame) -> str:
+    """The size answers set against the sources' expectation (a gap that shrinks as models grow)."""
+    size = answers[answers["question"] == "size"]
+    if size.empty:
+        return ""
+    found = "; ".join(f"{c.split(', ')[-1]}: {o}" for c, o in zip(size["compared"], size["outcome"]))
+    agree = (size["outcome"] == "shrinks").all()
+    against = (size["outcome"] == "grows").any()
+    verdict = ("which is the expected direction" if agree else
+               "the opposite of the expected direction over the sizes trained here" if against else
+               "which neither confirms nor refutes the expectation at this scale")
+    return (f"The sources expect the gap of random static sparsity to shrink as networks grow wider and deeper. "
+            f"By the rule above the slope of the gap is, per sparsity, {found}: {verdict}.")

@@ -21,15 +21,15 @@ __all__ = ["show_table", "grouped_columns", "markdown_table", "source_excerpt"]
 # ----------------------------------------------------------------------------------------- tables
 
 def show_table(frame: pd.DataFrame, formats: Mapping[str, str] | str | None = None,
-               precision: int | None = None):
+               precision: int | None = None, na_rep: str | None = None):
     """``frame`` for display: no index, every cell in full (long text wraps), numbers formatted.
 
     ``formats`` maps column names (or, for grouped headers, column tuples) to format strings such
-    as ``"{:,}"``; ``precision`` applies to the other float columns.
+    as ``"{:,}"``; ``precision`` applies to the other float columns; ``na_rep`` replaces missing values.
     """
-    styler = frame.style.hide(axis="index").format(precision=precision, thousands=",", escape="html")
+    styler = frame.style.hide(axis="index").format(precision=precision, thousands=",", escape="html", na_rep=na_rep)
     if formats:  # columns not named in ``formats`` keep the default format set here
-        styler = styler.format(formats, precision=precision, thousands=",", escape="html")
+        styler = styler.format(formats, precision=precision, thousands=",", escape="html", na_rep=na_rep)
     return styler.set_properties(**{"white-space": "normal", "text-align": "left"})
 
 

@@ -1,0 +1,251 @@
+"""Chapter 06's re-run check: the learning-rate search rebuilt from fine-tuning results, and the H1/H2
+cells of one size judged on two runs, on synthetic results whose answer is known; then on the
+committed published run and its second run of the gpu-small grid."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from spdf_lib import findings, manifest
+from spdf_lib.profiles import LRSearch
+
+REPO = Path(__file__).resolve().parent.parent
+TABLES = REPO / "tables"
+
+SIZE = "s"
+LRS = (1e-3, 2e-3)
+SEARCH = LRSearch(grid=LRS, factor=2.0, max_extensions=0)
+TASKS = ("e2e", "webnlg", "dart", "summarization")
+LEVELS = (0.0, 0.5)
+SPREAD = {0: 0.0, 1: 0.3, 2: -0.3}  # per pre-trained model, so that every interval has a width
+
+
+def _ft(level, task, lr, dev_loss, pretrain_seed=0, seed=0, keep_masks=False, variant=None):
+    r = {"size": SIZE, "sparsity": level, "pretrain_seed": pretrain_seed, "task": task, "lr": lr, "seed": seed,
+         "keep_masks": keep_masks, "dev_loss": dev_loss}
+    if variant is not None:
+        r["variant"] = variant
+    return r
+
+
+def _ev(level, task, lr, p, value, loss, variant=None):
+    r = {"size": SIZE, "sparsity": level, "pretrain_seed": p, "task": task, "seed": 0, "lr": lr, "keep_masks": False,
+         "metric": "PPL" if task == "summarization" else "BLEU", "value": value, "test_loss": loss,
+         "run_id": f"{SIZE}_s{round(level * 100):02d}_p{p}_{task}_denseft_lr{lr:g}_f0"}
+    if variant is not None:
+        r["variant"] = variant
+        r["run_id"] += f"_{variant}"
+    return r
+
+
+def _grid(value_shift=None, chosen=None, ppl_scale=1.0):
+    """One run of a small grid: every (sparsity, task) searched over ``LRS`` on the first model (the
+    ``chosen`` rate, 2e-3 unless given, has the lowest validation loss), three pre-trained models
+    evaluated at it, the first also at the other rate (0.3 nats worse). H1 cells: sparse and dense
+    score the same BLEU (preserved); H2 cells: summarization's loss rises by 0.2 nats more at 50%
+    (supported). ``value_shift`` adds to the test metric of a (task, sparsity) cell."""
+    value_shift, chosen = value_shift or {}, chosen or {}
+    out = {"pretrain": [], "finetune": [], "eval": []}
+    for level in LEVELS:
+        for p in SPREAD:
+            out["pretrain"].append({"size": SIZE, "sparsity": level, "seed": p, "val_loss": 4.0,
+                                    "val_ppl": ppl_scale * (100.0 + 10 * level + p)})
+        for task in TASKS:
+            best = chosen.get((task, level), 2e-3)
+            for lr in LRS:
+                out["finetune"].append(_ft(level, task, lr, 1.0 if lr == best else 1.1))
+            for p, s in SPREAD.items():
+                if task == "summarization":
+                    value, loss = 20.0 + s, 3.0 + (0.2 if level else 0.0) + s / 50
+                else:
+                    value, loss = 30.0 + s, 2.0 + s / 100
+                value += value_shift.get((task, level), 0.0)
+                out["eval"].append(_ev(level, task, best, p, value, loss))
+                if p == 0:
+                    other = next(lr for lr in LRS if lr != best)
+                    out["eval"].append(_ev(level, task, other, p, value - 1.0, loss + 0.3))
+    return out
+
+
+def _check(published, rerun):
+    return findings.rerun_check(published, rerun, size=SIZE, levels=LEVELS, search=SEARCH)
+
+
+# ------------------------------------------------------------------------------ the search, rebuilt
+
+def test_the_rebuilt_search_picks_the_lowest_validation_loss_and_ignores_the_other_runs():
+    runs = [_ft(0.0, "e2e", 1e-3, 1.2), _ft(0.0, "e2e", 2e-3, 1.0), _ft(0.0, "e2e", 4e-3, 1.1),
+            # none of these is a search run: another pre-trained model, another fine-tuning seed, the
+            # masks-kept control, chapter 09's variant; each would win if it counted
+            _ft(0.0, "e2e", 4e-3, 0.1, pretrain_seed=1), _ft(0.0, "e2e", 1e-3, 0.1, seed=1),
+            _ft(0.0, "e2e", 1e-3, 0.1, keep_masks=True), _ft(0.0, "e2e", 4e-3, 0.1, variant="rigl")]
+    search = LRSearch(grid=(1e-3, 2e-3, 4e-3), factor=2.0, max_extensions=0)
+    (cell,) = findings.lr_search_from_finetunes(runs, search)
+    assert (cell["size"], cell["sparsity"], cell["task"]) == (SIZE, 0.0, "e2e")
+    assert cell["losses"] == {1e-3: 1.2, 2e-3: 1.0, 4e-3: 1.1}
+    assert (cell["chosen"], cell["runner_up"], cell["status"]) == (2e-3, 4e-3, "interior")
+
+
+def test_the_rebuilt_search_reports_a_cell_that_ends_at_an_edge():
+    search = LRSearch(grid=(1e-3, 2e-3), factor=2.0, max_extensions=0)
+    low = findings.lr_search_from_finetunes([_ft(0.5, "dart", 1e-3, 0.9), _ft(0.5, "dart", 2e-3, 1.0)], search)
+    high = findings.lr_search_from_finetunes([_ft(0.5, "dart", 1e-3, 1.0), _ft(0.5, "dart", 2e-3, 0.9)], search)
+    assert (low[0]["chosen"], low[0]["status"]) == (1e-3, "bound hit (lowest rate)")
+    assert (high[0]["chosen"], high[0]["status"]) == (2e-3, "bound hit (highest rate)")
+    # with extensions left, a cell at an edge is still incomplete, not a bound
+    assert findings.lr_search_from_finetunes([_ft(0.5, "dart", 1e-3, 1.0), _ft(0.5, "dart", 2e-3, 0.9)],
+                                             LRSearch(grid=(1e-3, 2e-3)))[0]["status"] == "incomplete"
+
+
+def test_the_rebuilt_search_uses_the_first_seeds_it_is_given():
+    runs = [_ft(0.0, "e2e", 1e-3, 1.0), _ft(0.0, "e2e", 2e-3, 1.1),
+            _ft(0.0, "e2e", 1e-3, 1.1, pretrain_seed=3, seed=5), _ft(0.0, "e2e", 2e-3, 1.0, pretrain_seed=3, seed=5)]
+    assert findings.lr_search_from_finetunes(runs, SEARCH)[0]["chosen"] == 1e-3
+    assert findings.lr_search_from_finetunes(runs, SEARCH, first_seed=3, first_ft_seed=5)[0]["chosen"] == 2e-3
+
+
+# ------------------------------------------------------------------------------ the check
+
+def test_an_identical_rerun_keeps_every_outcome_and_ignores_chapter_09_runs():
+    published, rerun = _grid(), _grid()
+    # a chapter 09 run in the same cell, at the chosen rate, that would sink the cell if it counted
+    rerun["eval"].append(_ev(0.5, "e2e", 2e-3, 0, -100.0, 9.0, variant="isoflop"))
+    rerun["finetune"].append(_ft(0.5, "e2e", 1e-3, 0.01, variant="isoflop"))
+    check = _check(published, rerun)
+    assert list(check.cells["hypothesis"]) == ["H1", "H1", "H1", "H2"]
+    assert set(check.cells["published outcome"][:3]) == {"preserved"}
+    assert check.cells["published outcome"][3] == "supported"
+    assert check.cells["same outcome"].all() and check.changed.empty
+    assert check.cells["change in estimate"].abs().max() == pytest.approx(0.0, abs=1e-12)
+    assert check.survives("H1") and check.survives("H2")
+    assert (check.n_same_rate, check.n_rate_cells) == (len(TASKS) * len(LEVELS),) * 2
+    assert "4 kept their outcome in the re-run" in check.sentence()
+
+
+def test_a_cell_moved_across_the_margin_changes_outcome_and_a_small_move_does_not():
+    flipped = _check(_grid(), _grid(value_shift={("e2e", 0.5): -5.0}))
+    row = flipped.cells.set_index(["hypothesis", "task"]).loc[("H1", "E2E")]
+    assert (row["published outcome"], row["re-run outcome"], bool(row["same outcome"])) == \
+        ("preserved", "degraded", False)
+    assert row["change in estimate"] == pytest.approx(-5.0)
+    assert int(flipped.cells["same outcome"].sum()) == 3 and len(flipped.changed) == 1
+    assert flipped.survives("H1") is False and flipped.survives("H2") is True
+    text = flipped.sentence()
+    assert "3 kept their outcome" in text and "from *preserved* to *degraded*" in text
+    assert "H1 does not survive" in text and "H2 survives" in text
+
+    nudged = _check(_grid(), _grid(value_shift={("e2e", 0.5): -0.1}))
+    assert nudged.cells["same outcome"].all()
+    assert nudged.cells.set_index("task").loc["E2E", "change in estimate"] == pytest.approx(-0.1)
+
+
+def test_a_flipped_h2_cell_is_reported():
+    # summarization's perplexity is not what H2 reads; its test loss is: lower the sparse one's
+    rerun = _grid()
+    for r in rerun["eval"]:
+        if r["task"] == "summarization" and r["sparsity"] == 0.5:
+            r["test_loss"] -= 0.4
+    check = _check(_grid(), rerun)
+    h2 = check.cells[check.cells["hypothesis"] == "H2"].iloc[0]
+    assert (h2["published outcome"], h2["re-run outcome"]) == ("supported", "contradicted")
+    assert check.survives("H2") is False and check.survives("H1") is True
+
+
+def test_a_different_rate_choice_is_counted_and_its_test_loss_gap_measured():
+    check = _check(_grid(), _grid(chosen={("webnlg", 0.0): 1e-3}))
+    assert (check.n_same_rate, check.n_rate_cells) == (len(TASKS) * len(LEVELS) - 1, len(TASKS) * len(LEVELS))
+    (row,) = [r for _, r in check.differing_rates.iterrows()]
+    assert (row["task"], row["sparsity"], row["published chosen"], row["re-run chosen"]) == ("WebNLG", 0.0, 2e-3, 1e-3)
+    assert row["published margin (val loss)"] == pytest.approx(0.1)
+    # the re-run's first model: its own rate scores the base loss, the published rate 0.3 nats more
+    assert row["test loss, re-run's rate minus published rate (nats)"] == pytest.approx(-0.3)
+    assert "same rate in 7 of 8 cells" in check.sentence()
+
+
+def test_pretraining_and_same_run_differences():
+    rerun = _grid(value_shift={("dart", 0.0): 0.5}, ppl_scale=1.02)
+    check = _check(_grid(), rerun)
+    assert len(check.pretraining) == len(LEVELS) * len(SPREAD)
+    assert check.pretraining["relative change (%)"].to_numpy() == pytest.approx([2.0] * len(check.pretraining))
+    runs = check.runs.set_index("task")
+    assert runs.loc["DART", "mean difference"] == pytest.approx(0.5 * 4 / 8)  # dense runs moved, sparse did not
+    assert runs.loc["DART", "max |difference|"] == pytest.approx(0.5)
+    assert runs.loc["E2E", "max |difference|"] == pytest.approx(0.0)
+    assert runs.loc["DART", "runs"] == len(LEVELS) * (len(SPREAD) + 1)
+    assert "+2.00%" in check.sentence()
+
+
+def test_a_cell_judged_in_one_run_only_does_not_count_as_the_same():
+    rerun = _grid()
+    rerun["eval"] = [r for r in rerun["eval"] if not (r["task"] == "dart" and r["sparsity"] == 0.5)]
+    check = _check(_grid(), rerun)
+    dart = check.cells.set_index("task").loc["DART"]
+    assert dart["re-run outcome"] == "not judged" and not dart["same outcome"]
+    assert math.isnan(dart["change in estimate"])
+
+
+# ------------------------------------------------------------------------------ committed files
+
+def test_load_committed_raises_naming_a_changed_file(tmp_path):
+    folder = tmp_path / "p" / "runs" / "eval"
+    folder.mkdir(parents=True)
+    path = folder / "x.json"
+    path.write_text(json.dumps({"value": 1.0}))
+    manifest.record(tmp_path, "p", [path])
+    assert findings.load_committed(tmp_path, "p")["eval"] == [{"value": 1.0}]
+    path.write_text(json.dumps({"value": 2.0}))
+    with pytest.raises(manifest.CommittedResultError, match="x.json"):
+        findings.load_committed(tmp_path, "p")
+    path.write_text(json.dumps({"value": 1.0}))
+    (folder / "y.json").write_text("{}")  # never recorded
+    with pytest.raises(manifest.CommittedResultError, match="y.json"):
+        findings.load_committed(tmp_path, "p")
+
+
+def test_rerun_provenance_reads_the_gpu_and_the_command_times(tmp_path):
+    logs = tmp_path / "gpu" / "rerun" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "gpu_env.txt").write_text("Some GPU, 1.2.3\ntorch x\n")
+    (logs / "command_times.txt").write_text("100 start setup\n110 end setup\n120 start grid\n420 end grid\n")
+    text = findings.rerun_provenance(tmp_path)
+    assert "`Some GPU, 1.2.3`" in text and "310 s of wall time" in text and "'grid'" in text and "300 s" in text
+    assert "no log" in findings.rerun_provenance(tmp_path / "elsewhere")
+
+
+@pytest.mark.skipif(not (TABLES / "gpu" / "rerun" / "gpu" / "runs").is_dir(), reason="no committed re-run")
+def test_the_committed_check_covers_every_small_h1_and_h2_cell():
+    from spdf_lib.profiles import get_profile
+
+    gpu = get_profile("gpu")
+    published = findings.load_committed(TABLES, "gpu")
+    check = findings.rerun_check(published, findings.load_committed(TABLES / "gpu" / "rerun", "gpu"),
+                                 size=gpu.sizes[0], levels=gpu.sparsity_levels, search=gpu.finetune.lr_search)
+    counts = check.cells["hypothesis"].value_counts().to_dict()
+    assert counts == {"H1": 6, "H2": 2}
+    assert not (check.cells[["published outcome", "re-run outcome"]] == "not judged").any().any()
+    assert check.n_rate_cells == len(gpu.sparsity_levels) * len(gpu.task_names)
+    assert len(check.pretraining) == len(gpu.sparsity_levels) * len(gpu.pretrain_seeds)  # the 83% model is left out
+    assert check.pretraining.notna().all().all()
+    assert check.sentence().startswith(f"**Re-run check, {gpu.sizes[0]}.** Of the 8 judged cells")
+
+    # the published side, rebuilt from the per-run files, is what chapter 06 published
+    committed = pd.read_csv(TABLES / "gpu" / "verdict_cells.csv")
+    committed = committed[(committed["size"] == gpu.sizes[0]) & committed["hypothesis"].isin(["H1", "H2"])]
+    assert list(committed["outcome"]) == list(check.cells["published outcome"])
+    searches = pd.read_csv(TABLES / "gpu" / "lr_search.csv")
+    searches = searches[searches["size"] == gpu.sizes[0]]
+    rebuilt = {(r["task"], findings.level_label(r["sparsity"])): r["published chosen"]
+               for _, r in check.rates.iterrows()}
+    assert {(r["task"], r["sparsity"]): r["chosen"] for _, r in searches.iterrows()} == rebuilt
+
+
+def test_the_summary_line_says_which_verdicts_survived():
+    same = findings.rerun_summary(_check(_grid(), _grid()))
+    assert "H1 survived, H2 survived" in same and "4 of 4 judged cells" in same
+    flipped = findings.rerun_summary(_check(_grid(), _grid(value_shift={("e2e", 0.5): -5.0})))
+    assert "H1 did not survive, H2 survived" in flipped and "3 of 4" in flipped
