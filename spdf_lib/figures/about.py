@@ -25,7 +25,10 @@ def _wall_time(tables_root: Path, name: str) -> str:
     seconds = float(record["total_s"])
     text = f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
     machine = record.get("machine")
-    return f"{text} ({machine})" if machine else text
+    text = f"{text} ({machine})" if machine else text
+    if record.get("beyond_s") is not None:  # chapter 09's stage, computed on its own
+        text += f", plus {float(record['beyond_s']) / 60:.1f} min for chapter 09's stage"
+    return text
 
 
 def profiles_table(profiles: Mapping[str, object], tables_root: Path) -> pd.DataFrame:
