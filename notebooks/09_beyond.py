@@ -39,8 +39,9 @@
 #   the sparse runs of chapter 04, in validation loss and in E2E after dense fine-tuning.
 # - **Moving masks.** RigL and SET at the highest sparsity, on the same tokens as the static mask.
 #
-# These runs are a stage of their own (`--stages beyond`); they need nothing from the fine-tuning of
-# chapters 05 and 06, only the pre-trained models of chapter 04 that the size study shares.
+# These runs are a stage of their own (`--stages beyond`): computing them needs nothing from the
+# fine-tuning of chapters 05 and 06, only the pre-trained models of chapter 04 that the size study
+# shares. The comparison then reads the dense and static rows of the large model from those chapters.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "cpu"
@@ -61,21 +62,28 @@ TABLES = Path(tables_dir)
 B = P.beyond
 
 # %% [markdown]
-# ## The rules, fixed before the results
+# ## The rules
 #
-# As in chapter 06, each question is judged by a rule written into the library before any result of
-# this chapter was read, and each can come out either way or inconclusive.
+# Each question is judged by a rule in the library, and each can come out either way or
+# inconclusive. Unlike chapter 06's, these rules were written after this chapter's runs had finished
+# and their first numbers had been looked at (the runs and the rules are separate commits of the
+# repository), so they are stated criteria, not a guard against choosing a rule after the fact; every
+# number they judge is shown, so a reader can apply another rule.
 
 # %%
-display(Markdown(scaling.ANSWER_RULES))
+display(Markdown(scaling.answer_rules(verdicts.BLEU_MARGIN)))
 
 # %% [markdown]
 # ## The runs
 #
 # The size study's family keeps the proportions of the book's two models: the width grows with the
-# depth, the feed-forward layer is four times the width, and the vocabulary and context are the
-# profile's. Every size is pre-trained on twenty tokens per parameter, as in chapter 04, so the two
-# sizes of chapters 04 to 06 are the very same runs, read rather than recomputed.
+# depth, the feed-forward layer is four times the width, heads are one of two widths, and the
+# vocabulary and context are the profile's. Every size is pre-trained on twenty tokens per parameter,
+# embeddings included, as in chapter 04, so the two sizes of chapters 04 to 06 are the very same runs,
+# read rather than recomputed (with the two seeds every size gets; the grid's third seed is left out
+# so that every size has the same design). Two things change with size besides the size itself, and
+# the table shows both: the embeddings' share of the parameters, and the tokens each non-embedding
+# parameter sees.
 
 # %%
 figures.family_table(P)
@@ -120,7 +128,8 @@ display(Markdown(env.provenance(inputs["scaling"] + inputs["pretrain"] + inputs[
 #
 # For every size and sparsity, the gap is the mean validation loss of the sparse models minus that of
 # the dense ones (nats per token; positive means the sparse model is worse), with a Welch t interval
-# over pre-training seeds.
+# over pre-training seeds (unpaired, although the dense and sparse runs of one seed share their
+# initialisation and data order).
 
 # %%
 gaps = scaling.gap_frame(inputs["scaling"], inputs["params"])
@@ -134,13 +143,23 @@ figures.gap_figure(gaps);
 # Figure 9.1: The validation-loss gap of static random sparsity to the dense model (sparse minus
 # dense, nats per token) against non-embedding parameters, on a logarithmic axis, one colour per
 # sparsity. Points are means over pre-training seeds with $95\%$ Welch t intervals. Solid lines are the
-# least-squares fits of the gap on the logarithm of the parameters over the sizes trained; the dashed
-# continuation and its shaded $95\%$ band are extrapolations to the paper's two model sizes (dotted
-# verticals), far beyond the sizes fitted.
+# least-squares fits of the gap on the logarithm of the parameters over the sizes trained, with the
+# shaded $95\%$ band of the fitted line; the dashed continuation is an extrapolation to the paper's two
+# model sizes (dotted verticals), far beyond the sizes fitted.
 #
-# What the fit says at the paper's sizes, with the interval of the fitted mean: an extrapolation over
-# one to two orders of magnitude, from models whose embeddings are a large share of the parameters,
-# so read it as the trend of this family continued, not as a forecast.
+# How much does the answer rest on any one size? The slope again, each time without one of them:
+
+# %%
+loo = scaling.leave_one_out(gaps)
+report.write_table(loo, TABLES, P.name, "beyond_leave_one_out")
+figures.leave_one_out_table(loo)
+
+# %% [markdown]
+# What the fit says at the paper's sizes, with the $95\%$ prediction interval of the gap one more size
+# would show: an extrapolation over one to two decades beyond the largest size trained, from a straight
+# line fitted to a handful of points of models whose embeddings are a large share of the parameters.
+# Read it as this family's trend continued, not as a forecast; the interval assumes the line, which
+# nothing here can check that far out.
 
 # %%
 extrapolated = scaling.extrapolations(gaps, scaling.paper_targets())
@@ -157,6 +176,21 @@ display(Markdown(figures.scaling_sentence(gaps, None, extrapolated)))
 # >
 # > — [Cerebras, November 2022](#bib-spdf-blog-first)
 #
+# The revised version of the post ([Cerebras, March 2023](#bib-spdf-blog-update)) keeps the claim but
+# moves its evidence:
+#
+# > "Our results validate this hypothesis for the DART and Curation Corpus tasks."
+# >
+# > — [Cerebras, March 2023](#bib-spdf-blog-update)
+#
+# Beside the paper's changes, this book's own at the same sparsity and task (chapter 06, with their
+# intervals):
+
+# %%
+grid_cells = verdicts.collect(scaling.chosen_rate_evals(out["eval"].values(), out["lr_search"]), out["lr_search"])
+display(report.show(figures.size_downstream_table(grid_cells, P)))
+
+# %% [markdown]
 # A larger model losing less after dense fine-tuning is compatible with either trend of the
 # pre-training gap: fine-tuning recovers part of it, and chapter 06 measures how much at this scale.
 
@@ -166,8 +200,8 @@ display(Markdown(figures.scaling_sentence(gaps, None, extrapolated)))
 # One row per kind of run of the large model: the dense and static runs of chapter 04 (their E2E
 # scores from chapter 06), the iso-FLOP runs, and the dynamic runs of the next section. Cost first
 # (tokens, training FLOPs by chapter 02's convention, wall time of each run as it was scheduled beside
-# others), then the validation loss against the dense run and against the static run of the same
-# sparsity, then E2E after dense fine-tuning.
+# others, so not a measure of cost), then the validation loss against the dense run and against the
+# static run of the same sparsity, then E2E after dense fine-tuning at the rate each search chose.
 
 # %%
 variants = scaling.variant_frame(inputs["pretrain"], inputs["evals"], B.size, B.task)
@@ -187,7 +221,11 @@ figures.variant_figure(variants, verdicts.BLEU_MARGIN);
 #
 # On a GPU the masked weights are multiplied like any other, so a run's time follows its tokens, not its
 # FLOPs. The table prices each kind at the rate of one run alone on an idle GPU, measured for the large
-# model with its masks, and, for the dynamic runs, adds the measured time of their mask updates.
+# model with its masks (the dense loop runs at the same rate, chapter 04), and, for the dynamic runs,
+# adds the measured time of each of their mask updates. The update cost was measured with an update
+# every few steps and is counted per update here. SET draws its random scores on the CPU from a seeded
+# generator, so that a resumed run repeats an uninterrupted one, and copies them to the GPU; the
+# benchmark does not separate that from the rest of an update.
 
 # %%
 bench_path = store.REPO_ROOT / "tables" / "gpu" / "benchmarks" / "dynamic_cost_h200.json"
@@ -198,11 +236,12 @@ display(Markdown(
     + ", ".join(f"{steps:.1f} training steps ({'RigL' if m == 'rigl' else 'SET'})"
                 for m, steps in cost["update_cost_steps"].items()) + "."))
 if B.size == cost["preset"]:
-    gpu_time = scaling.gpu_time_frame(variants, cost["tokens_per_s"], cost["update_cost_steps"], B.dynamic.interval,
+    gpu_time = scaling.gpu_time_frame(variants, cost["tokens_per_s"], cost["update_cost_steps"],
                                       P.pretrain.batch_size * P.pretrain.seq_len)
     report.write_table(gpu_time, TABLES, P.name, "beyond_gpu_time")
     display(figures.gpu_time_table(gpu_time))
 else:
+    gpu_time = None
     display(Markdown(f"At the {P.name} profile the model is `{B.size}`, not the one measured, so no GPU time is "
                      f"priced here; the gpu profile's page shows it."))
 display(Markdown(figures.passes_note(inputs["pretrain"])))
@@ -212,7 +251,8 @@ display(Markdown(figures.passes_note(inputs["pretrain"])))
 #
 # The dynamic runs one by one: how many updates they made, what RigL's dense gradients added to the
 # FLOPs, and how far the mask travelled, the share of kept connections at the end that the initial
-# random mask had not kept. The learning-rate searches of the fine-tuned runs follow.
+# random mask had not kept. RigL's dense gradients add a small share to its FLOPs, so its budget is the
+# static run's plus that share; SET adds none. The learning-rate searches of the fine-tuned runs follow.
 
 # %%
 figures.dynamic_table(inputs["pretrain"])
@@ -233,14 +273,18 @@ figures.answers_table(answers)
 
 # %%
 display(Markdown(figures.answers_note(answers)))
-display(Markdown(figures.expectation_note(answers)))
+display(Markdown(figures.expectation_note(answers, loo)))
+display(Markdown(figures.findings_note(variants, gpu_time, inputs["pretrain"], B.dynamic.level)))
 
 # %% [markdown]
 # ## What this scale cannot say
 #
 # - The family spans models far smaller than GPT-2 Small; in its smallest members the embeddings hold
 #   most of the parameters, and the sparsified matrices a small share of the compute. A trend over
-#   these sizes need not continue, which is why the extrapolation above is labelled as one.
+#   these sizes need not continue, which is why the extrapolation above is labelled as one, and the
+#   leave-one-out table shows how much it rests on single sizes.
+# - Along the family, the tokens per non-embedding parameter fall and the passes over the corpus rise
+#   (the family table and chapter 04): a change of the gap with size is also a change of these.
 # - The longer runs repeat the corpus more often than the Chinchilla-length ones (the note above), so
 #   longer here also means more repetition; at the paper's scale the data would not repeat.
 # - Some kinds of run have a single pre-training seed; their intervals borrow the seed spread of the
@@ -254,8 +298,11 @@ display(Markdown(figures.expectation_note(answers)))
 # ## Summary
 #
 # The size study, the iso-FLOP runs and the dynamic runs are computed by their own resumable stage and
-# judged by rules fixed in the library. The table of answers above is the chapter's finding; the
-# figures show why each answer came out as it did, and the list above says what this scale leaves open.
+# judged by the rules printed at the top. The answers, in short, are those of the table above and the
+# sentences under it; the figures show why each came out as it did, and the list above says what this
+# scale leaves open. Of the three questions the sources leave open, this scale speaks most clearly to
+# the cost of the second: on hardware that does not skip zeros, training a sparse model to the dense
+# model's FLOPs takes longer than training the dense model, by the ratio of their tokens.
 
 # %% [markdown]
 # ## Exercises

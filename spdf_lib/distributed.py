@@ -50,7 +50,6 @@ import argparse
 import contextlib
 import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -290,22 +289,20 @@ def pretrain(run: PretrainRun, world: World, *, deadline: float | None = None, p
     of ``runners.do_pretrain`` and ``data_parallel``), the other ranks None. A cached result is
     returned without training. Raises DeadlineReached (every rank, at the same step) at ``deadline``."""
     from .checkpoint import save_model
-    from .data import packed_batch, passes_for
-    from .flops import training_flops
-    from .model import GPT
+    from .data import packed_batch
     from .runs import run_key
-    from .sparsity import SparsitySpec, masks, sparsify
+    from .sparsity import masks
 
+    if run.dynamic is not None:
+        raise ValueError(f"{run.run_id}: dynamic sparsity ({run.variant}) is not data-parallel here: each rank "
+                         f"would move its mask on its own rows, and the masks would diverge")
     cached = results.cached_result(run) if world.is_writer else None
     if _from_rank0(world, cached is not None):
         return cached
     s = run.settings
     rows_per_rank(s.batch_size, world.world_size)
     train_tokens, valid_tokens = runners._pretraining_streams(run)
-    torch.manual_seed(run.seed)
-    model = GPT(run.model)
-    if run.sparsity > 0:
-        sparsify(model, SparsitySpec(level=run.sparsity, seed=run.seed))
+    model = runners.initial_model(run)
     _same_everywhere(world, (run_key(run), _digest(masks(model))), "the run or its sparsity masks")
     valid = runners.validation_batches(valid_tokens, s, s.eval_batches)
     d = results.run_dir(run)
@@ -333,13 +330,8 @@ def pretrain(run: PretrainRun, world: World, *, deadline: float | None = None, p
     if not world.is_writer:
         return None
     save_model(d / "model.pt", model.cpu())
-    val_loss = log["val_loss"][-1]
     return results.finish(run, {  # the fields of runners.do_pretrain, and how this run was computed
-        "size": run.size, "sparsity": run.sparsity, "seed": run.seed, "tokens": log["tokens"], "steps": run.steps,
-        "corpus_tokens": int(len(train_tokens)),
-        "passes": passes_for(log["tokens"], train_tokens, s.seq_len),
-        "val_loss": val_loss, "val_ppl": math.exp(val_loss), "log": log,
-        "training_flops": training_flops(run.model, log["tokens"], run.sparsity, seq_len=s.seq_len),
+        **runners.pretrain_result(run, log, train_tokens, model),
         "data_parallel": {"world_size": world.world_size, "backend": world.backend,
                           "rows_per_rank": s.batch_size // world.world_size, "resumed": notes},
     })

@@ -18,7 +18,8 @@ import torch
 from . import results, store, training
 from .runs import EvalRun, FinetuneRun, PretrainRun, PruningRun, load_tokenizer
 
-__all__ = ["RUNNERS", "do_pretrain", "do_finetune", "do_eval", "do_prune", "validation_batches"]
+__all__ = ["RUNNERS", "do_pretrain", "do_finetune", "do_eval", "do_prune", "validation_batches", "initial_model",
+           "pretrain_result", "pretrain_optim"]
 
 
 def validation_batches(tokens, settings, n: int):
@@ -44,35 +45,28 @@ def pretrain_optim(run: PretrainRun) -> training.OptimConfig:
                                 beta2=s.beta2, grad_clip=s.grad_clip)
 
 
-def do_pretrain(run: PretrainRun, device: torch.device, deadline: float | None = None,
-                progress: bool = True) -> dict:
-    """Pre-train one model (or resume it) and return its result (chapter 04)."""
-    from .checkpoint import save_model
-    from .data import packed_batch, passes_for
-    from . import dynamic
-    from .flops import dense_gradient_flops, training_flops
+def initial_model(run: PretrainRun):
+    """The model ``run`` starts from: the GPT initialised from the run's seed, with its static random
+    mask drawn from the same seed (dynamic sparsity starts from that mask too)."""
     from .model import GPT
-    from .sparsity import SparsitySpec, moved_fraction, sparsify
+    from .sparsity import SparsitySpec, sparsify
 
-    cached = results.cached_result(run)
-    if cached is not None:
-        return cached
-    train_tokens, valid_tokens = _pretraining_streams(run)
     torch.manual_seed(run.seed)
     model = GPT(run.model)
     if run.sparsity > 0:
         sparsify(model, SparsitySpec(level=run.sparsity, seed=run.seed))
+    return model
+
+
+def pretrain_result(run: PretrainRun, log: dict, train_tokens, model) -> dict:
+    """The result fields of a finished pre-training (chapter 04; chapter 09's runs add their variant,
+    mask updates, RigL's dense-gradient FLOPs and how far the mask moved)."""
+    from . import dynamic
+    from .data import passes_for
+    from .flops import dense_gradient_flops, training_flops
+    from .sparsity import SparsitySpec, moved_fraction
+
     s = run.settings
-    valid = validation_batches(valid_tokens, s, s.eval_batches)
-    d = results.run_dir(run)
-    log = training.train(
-        model, batch_at=lambda step: packed_batch(train_tokens, step, s.batch_size, s.seq_len, run.seed),
-        optim=pretrain_optim(run), device=device, checkpoint_path=d / "checkpoint.pt",
-        checkpoint_every=s.checkpoint_every, evaluate=lambda: training.mean_loss(model, valid, device),
-        eval_every=s.eval_every, deadline=deadline, compile_model=device.type == "cuda",
-        desc=f"pretrain {run.run_id}", progress=progress,
-        after_step=None if run.dynamic is None else dynamic.hook(run.dynamic))
-    save_model(d / "model.pt", model.cpu())
     val_loss = log["val_loss"][-1]
     flops = training_flops(run.model, log["tokens"], run.sparsity, seq_len=s.seq_len)
     extra = {}
@@ -84,12 +78,39 @@ def do_pretrain(run: PretrainRun, device: torch.device, deadline: float | None =
                  "dense_gradient_flops": dense_gradient_flops(run.model, passes * run.tokens_per_step, s.seq_len),
                  "mask_moved_fraction": moved_fraction(model, SparsitySpec(level=run.sparsity, seed=run.seed))}
         flops += extra["dense_gradient_flops"]
-    return results.finish(run, {
+    return {
         "size": run.size, "sparsity": run.sparsity, "seed": run.seed, "tokens": log["tokens"], "steps": run.steps,
         "corpus_tokens": int(len(train_tokens)),
         "passes": passes_for(log["tokens"], train_tokens, s.seq_len),
         "val_loss": val_loss, "val_ppl": math.exp(val_loss), "log": log, "training_flops": flops, **extra,
-    })
+    }
+
+
+def do_pretrain(run: PretrainRun, device: torch.device, deadline: float | None = None,
+                progress: bool = True) -> dict:
+    """Pre-train one model (or resume it) and return its result (chapter 04; chapter 09's longer and
+    dynamic runs too: RigL and SET update their masks after every step through ``dynamic.hook``)."""
+    from . import dynamic
+    from .checkpoint import save_model
+    from .data import packed_batch
+
+    cached = results.cached_result(run)
+    if cached is not None:
+        return cached
+    train_tokens, valid_tokens = _pretraining_streams(run)
+    model = initial_model(run)
+    s = run.settings
+    valid = validation_batches(valid_tokens, s, s.eval_batches)
+    d = results.run_dir(run)
+    log = training.train(
+        model, batch_at=lambda step: packed_batch(train_tokens, step, s.batch_size, s.seq_len, run.seed),
+        optim=pretrain_optim(run), device=device, checkpoint_path=d / "checkpoint.pt",
+        checkpoint_every=s.checkpoint_every, evaluate=lambda: training.mean_loss(model, valid, device),
+        eval_every=s.eval_every, deadline=deadline, compile_model=device.type == "cuda",
+        desc=f"pretrain {run.run_id}", progress=progress,
+        after_step=None if run.dynamic is None else dynamic.hook(run.dynamic))
+    save_model(d / "model.pt", model.cpu())
+    return results.finish(run, pretrain_result(run, log, train_tokens, model))
 
 
 def _load_base(run: FinetuneRun):

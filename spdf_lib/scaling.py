@@ -34,8 +34,9 @@ from .model import get_config
 from .verdicts import METRIC, TASK_LABEL
 
 __all__ = ["VARIANT_ORDER", "variant_of", "run_label", "gap_frame", "GapTrend", "fit_gap_trend", "paper_targets",
-           "extrapolations", "pooled_contrast", "score_columns", "variant_frame", "chapter_inputs", "ANSWER_RULES",
-           "answers_frame", "gpu_time_frame", "dynamic_update_cost"]
+           "extrapolations", "pooled_contrast", "score_columns", "variant_frame", "chapter_inputs", "chosen_rate_evals", "answer_rules",
+           "answers_frame", "gpu_time_frame", "dynamic_update_cost",
+           "leave_one_out", "size_outcome"]
 
 # "" = Chinchilla-length static mask; "isoflop" = static mask trained to the dense model's FLOPs;
 # "rigl" / "set" = dynamic sparsity. Rows of the comparison follow this order within a sparsity.
@@ -168,14 +169,17 @@ class GapTrend:
         return stats.Interval(self.slope, self.slope - half, self.slope + half, self.slope_se, self.df,
                               (self.n,), level)
 
-    def predict(self, n_params: float, level: float = 0.95) -> stats.Interval:
-        """The fitted mean gap at ``n_params`` with its t confidence interval:
-        ``se = s sqrt(1/n + (x0 - xbar)^2 / Sxx)``, ``x0 = log10(n_params)``, ``df = n - 2``."""
+    def predict(self, n_params: float, level: float = 0.95, new_size: bool = False) -> stats.Interval:
+        """The fitted gap at ``n_params`` with its t interval: of the fitted mean,
+        ``se = s sqrt(1/n + (x0 - xbar)^2 / Sxx)``, or, with ``new_size``, of the gap one new size would
+        show (the prediction interval, ``se = s sqrt(1 + 1/n + (x0 - xbar)^2 / Sxx)``, which adds the
+        scatter of the sizes around the line); ``x0 = log10(n_params)``, ``df = n - 2``. Both assume the
+        straight line is the right model, which nothing here can check far outside the fitted sizes."""
         if not n_params > 0:
             raise ValueError(f"n_params must be positive, got {n_params!r}")
         x0 = math.log10(n_params)
         estimate = self.intercept + self.slope * x0
-        se = self.residual_sd * math.sqrt(1 / self.n + (x0 - self._xbar) ** 2 / self._sxx)
+        se = self.residual_sd * math.sqrt(int(new_size) + 1 / self.n + (x0 - self._xbar) ** 2 / self._sxx)
         half = _t(0.5 + level / 2, self.df) * se
         return stats.Interval(estimate, estimate - half, estimate + half, se, self.df, (self.n,), level)
 
@@ -236,7 +240,7 @@ def extrapolations(gaps: pd.DataFrame, targets: Mapping[str, int], level: float 
                    "kind": "interpolation" if low_n <= n_params <= high_n else "extrapolation",
                    "factor beyond largest fitted": n_params / high_n, "interval": why}
             if trend is not None:
-                ci = trend.predict(n_params, level)
+                ci = trend.predict(n_params, level, new_size=True)
                 row |= {"predicted gap": ci.estimate, "low": ci.low, "high": ci.high}
             rows.append(row)
     columns = ["target", "non-embedding params", "sparsity", "predicted gap", "low", "high", "fitted range", "kind",
@@ -388,6 +392,7 @@ def variant_frame(pretrain_results: Iterable[Mapping], eval_results: Iterable[Ma
             names["static high"]: bleu_static[2],
             "test loss vs dense": test_loss[0], "test loss low": test_loss[1], "test loss high": test_loss[2],
             "fine-tunes": len(evals.get(key, [])),
+            "mask updates": _mean([float(r.get("mask_updates", 0)) for r in runs]),
         })
     frame = pd.DataFrame(rows)
     frame.attrs["task"] = task
@@ -411,11 +416,26 @@ def chapter_inputs(out: Mapping, profile) -> dict:
         "scaling": [r for rid, r in out["pretrain"].items() if rid in planned],
         "params": {size: sparsifiable_weights(get_config(size)) for size in b.family},
         "pretrain": [r for r in out["pretrain"].values() if of_size(r)],
-        "evals": [r for r in out["eval"].values() if of_size(r) and r.get("task") == b.task],
+        "evals": [r for r in chosen_rate_evals(out["eval"].values(), out["lr_search"])
+                  if of_size(r) and r.get("task") == b.task],
     }
 
 
-ANSWER_RULES = (
+def chosen_rate_evals(eval_results: Iterable[Mapping], lr_search: Iterable[Mapping]) -> list[Mapping]:
+    """The evaluations of final runs: at the rate each cell's search chose, for the grid's cells and
+    chapter 09's alike (the runner-up rate's evaluation, kept for chapter 06's noise floor, is left out)."""
+    chosen = {(c["size"], _level(c["sparsity"]), c.get("variant") or "", c["task"]): float(c["chosen"])
+              for c in lr_search if c.get("chosen") is not None}
+    return [e for e in eval_results
+            if chosen.get((e["size"], _level(e["sparsity"]), variant_of(e), e["task"])) == float(e["lr"])]
+
+
+def answer_rules(margin: float) -> str:
+    """The rules :func:`answers_frame` applies, in words (``margin``: H1's BLEU margin)."""
+    return _ANSWER_RULES.format(margin=margin)
+
+
+_ANSWER_RULES = (
     "- **Size.** Per sparsity, the slope of the gap (sparse minus dense validation loss, nats) against "
     "the base-ten logarithm of the non-embedding parameters: *shrinks* when its 95% interval lies below "
     "zero, *grows* when it lies above, *inconclusive* otherwise.\n"
@@ -423,14 +443,21 @@ ANSWER_RULES = (
     "Chinchilla-length static run of the same sparsity: *better* when the 95% interval lies below zero, "
     "*worse* above, *inconclusive* otherwise; the same rule against the dense model. Its downstream "
     "score against the dense model uses chapter 06's H1 rule: *preserved* when the interval of the BLEU "
-    "change lies above minus the margin, *degraded* when it lies below it, *inconclusive* otherwise.\n"
+    "change lies above minus the margin of {margin:g} BLEU, *degraded* when it lies below it, "
+    "*inconclusive* otherwise.\n"
     "- **Dynamic sparsity.** Validation loss of the RigL and the SET runs minus the static run of the "
-    "same sparsity and length, and their BLEU against dense, with the same rules.\n"
+    "same sparsity and length, and minus the dense run, and their BLEU against dense, with the same rules.\n"
     "- For both, the BLEU change against the static run of the same sparsity: *better* when its 95% "
     "interval lies above zero, *worse* below, *inconclusive* otherwise.\n"
     "- Every interval is a 95% Student t interval; those of the longer and dynamic runs pool the seed "
     "variance of every run kind of that size (see `pooled_contrast`), because some kinds have a single "
-    "pre-training seed.")
+    "pre-training seed. Runs of one seed share their initialisation, first mask and data order across "
+    "kinds, but every comparison treats the kinds as independent, which can only widen the intervals.")
+
+
+def size_outcome(slope: stats.Interval) -> str:
+    """The size rule of :func:`answer_rules` applied to the interval of a gap's slope."""
+    return _sign_outcome(slope.low, slope.high, "shrinks", "grows")
 
 
 def _sign_outcome(low: float, high: float, below: str, above: str) -> str:
@@ -446,7 +473,7 @@ def _margin_outcome(low: float, high: float, margin: float) -> str:
 
 
 def answers_frame(gaps: pd.DataFrame, variants: pd.DataFrame, margin: float, level: float = 0.95) -> pd.DataFrame:
-    """The chapter's questions judged by :data:`ANSWER_RULES`: one row per judged quantity with its
+    """The chapter's questions judged by :func:`answer_rules`: one row per judged quantity with its
     estimate, interval and outcome (``margin``: H1's BLEU margin, ``verdicts.BLEU_MARGIN``)."""
     rows = []
 
@@ -458,7 +485,7 @@ def answers_frame(gaps: pd.DataFrame, variants: pd.DataFrame, margin: float, lev
         try:
             ci = fit_gap_trend(gaps, sparsity).slope_interval(level)
             row("size", f"gap slope per tenfold parameters, {_percent(sparsity)}", ci.estimate, ci.low, ci.high,
-                _sign_outcome(ci.low, ci.high, "shrinks", "grows"))
+                size_outcome(ci))
         except stats.NotComputable as err:
             row("size", f"gap slope per tenfold parameters, {_percent(sparsity)}", math.nan, math.nan, math.nan,
                 f"not computable ({err})")
@@ -479,17 +506,18 @@ def answers_frame(gaps: pd.DataFrame, variants: pd.DataFrame, margin: float, lev
 
 
 def gpu_time_frame(variants: pd.DataFrame, tokens_per_s: float, update_cost_steps: Mapping[str, float],
-                   interval: int, tokens_per_step: int) -> pd.DataFrame:
+                   tokens_per_step: int) -> pd.DataFrame:
     """What each run kind of :func:`variant_frame` costs in time on a GPU that multiplies masked
     weights like any other (chapter 09): its tokens at ``tokens_per_s`` (one run alone on the idle
     GPU, measured), plus, for a dynamic method, ``update_cost_steps[method]`` training steps' worth of
-    time per mask update (measured) every ``interval`` steps; and that time relative to the dense run's."""
+    time for each of the run's mask updates (``mask updates``, measured per update); and that time
+    relative to the dense run's."""
     rows = []
     dense = variants[(variants["variant"] == "") & (variants["sparsity"] == 0.0)]
     dense_s = float(dense["tokens"].iloc[0]) / tokens_per_s if len(dense) else math.nan
     for _, v in variants.iterrows():
         steps = float(v["tokens"]) / tokens_per_step
-        extra = update_cost_steps.get(v["variant"], 0.0) * steps / interval
+        extra = update_cost_steps.get(v["variant"], 0.0) * float(v.get("mask updates", 0.0) or 0.0)
         seconds = (steps + extra) * tokens_per_step / tokens_per_s
         rows.append({"run": v["run"], "tokens": v["tokens"], "training PFLOP": v["training PFLOP"],
                      "GPU s (one run alone)": seconds, "vs dense": seconds / dense_s,
@@ -503,9 +531,32 @@ def dynamic_update_cost(bench: Mapping) -> dict:
     tokens per second of the static mask alone (``"tokens_per_s"``) and, per dynamic method, the time of
     one mask update in training steps (its slowdown over the static mask times the update interval)."""
     rows = bench["rows"]
-    ratios = next(r for r in rows if r["loop"] == "ratios")
-    masked = next(r for r in rows if r["loop"] == "masked 75%")
+    ratios = next((r for r in rows if r["loop"] == "ratios"), None)
+    masked = next((r for r in rows if r["loop"] == "masked 75%"), None)
+    if ratios is None or masked is None:
+        raise ValueError("the benchmark file has no 'masked 75%' and 'ratios' rows: run "
+                         "bench_pretrain_throughput.py with --loops masked,rigl,set")
     cost = {m: ratios[f"{m}_slowdown_vs_masked"] * ratios["dynamic_interval"] for m in ("rigl", "set")
             if math.isfinite(ratios.get(f"{m}_slowdown_vs_masked", math.nan))}
     return {"tokens_per_s": masked["tokens_per_s"], "update_cost_steps": cost, "preset": masked["preset"],
             "interval": ratios["dynamic_interval"]}
+
+
+def leave_one_out(gaps: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """How much the size answer rests on any one size: per sparsity and left-out size, the slope of
+    the gap fitted without it, its interval and the outcome the size rule gives (chapter 09)."""
+    rows = []
+    for sparsity in sorted(s for s in gaps["sparsity"].astype(float).unique() if s > 0):
+        at = _at(gaps, sparsity)
+        for size in at["size"]:
+            rest = gaps[~(np.isclose(gaps["sparsity"].astype(float), sparsity) & (gaps["size"] == size))]
+            try:
+                ci = fit_gap_trend(rest, sparsity).slope_interval(level)
+                low, high, estimate = ci.low, ci.high, ci.estimate
+                outcome = size_outcome(ci)
+            except stats.NotComputable as err:
+                estimate = low = high = math.nan
+                outcome = f"not computable ({err})"
+            rows.append({"sparsity": sparsity, "left out": size, "slope": estimate, "low": low, "high": high,
+                         "outcome": outcome})
+    return pd.DataFrame(rows, columns=["sparsity", "left out", "slope", "low", "high", "outcome"])

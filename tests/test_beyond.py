@@ -163,3 +163,12 @@ def test_a_rigl_pretraining_moves_its_masks_and_keeps_their_zero_counts(tmp_path
     assert result["mask_moved_fraction"] == pytest.approx(moved / 2 / kept)  # each move: one out, one in
     again = runners.do_pretrain(run, torch.device("cpu"), progress=False)
     assert again["key"] == result["key"]  # cached: not trained twice
+
+
+def test_dynamic_sparsity_is_refused_data_parallel(smoke):
+    from spdf_lib import distributed
+
+    profile, spec = smoke
+    run = R.dynamic_runs(profile, spec)[0]
+    with pytest.raises(ValueError, match="not data-parallel"):
+        distributed.pretrain(run, world=None)

@@ -164,9 +164,10 @@ def test_extrapolations_say_which_targets_are_outside_the_fitted_sizes():
     assert row["kind"] == "extrapolation" and row["fitted range"] == "1.0e+05-1.0e+07"
     assert row["factor beyond largest fitted"] == pytest.approx(targets["GPT-3 XL"] / 10 ** 7)
     trend = scaling.fit_gap_trend(gaps, 0.75)
-    assert (row["predicted gap"], row["low"], row["high"]) == pytest.approx(
-        (trend.predict(targets["GPT-3 XL"]).estimate, trend.predict(targets["GPT-3 XL"]).low,
-         trend.predict(targets["GPT-3 XL"]).high))
+    new = trend.predict(targets["GPT-3 XL"], new_size=True)  # the prediction interval of one more size
+    assert (row["predicted gap"], row["low"], row["high"]) == pytest.approx((new.estimate, new.low, new.high))
+    mean = trend.predict(targets["GPT-3 XL"])
+    assert new.estimate == pytest.approx(mean.estimate) and new.high - new.low > mean.high - mean.low
     assert frame[frame["target"] == "inside"]["kind"].eq("interpolation").all()
 
 
@@ -382,7 +383,8 @@ def test_gpu_time_follows_tokens_not_flops_and_adds_the_updates():
         {"run": "dense", "variant": "", "sparsity": 0.0, "tokens": 1000.0, "training PFLOP": 4.0},
         {"run": "static 75%, iso-FLOP", "variant": "isoflop", "sparsity": 0.75, "tokens": 2000.0, "training PFLOP": 4.0},
         {"run": "RigL 75%", "variant": "rigl", "sparsity": 0.75, "tokens": 1000.0, "training PFLOP": 2.1}])
-    t = scaling.gpu_time_frame(variants, tokens_per_s=100.0, update_cost_steps={"rigl": 5.0}, interval=10,
+    variants["mask updates"] = [0.0, 0.0, 10.0]
+    t = scaling.gpu_time_frame(variants, tokens_per_s=100.0, update_cost_steps={"rigl": 5.0},
                                tokens_per_step=10).set_index("run")
     assert t.loc["dense", "GPU s (one run alone)"] == pytest.approx(10.0)
     assert t.loc["static 75%, iso-FLOP", "vs dense"] == pytest.approx(2.0)  # equal FLOPs, twice the time
@@ -417,3 +419,27 @@ def test_the_size_answer_is_set_against_the_expectation_either_way():
     shrink = beyond.expectation_note(_answers(-1.0).reset_index())
     assert "the expected direction" in shrink and "opposite" not in shrink
     assert "opposite" in beyond.expectation_note(_answers(+1.0).reset_index())
+
+
+def test_leave_one_out_refits_without_each_size():
+    gaps = scaling.gap_frame(synthetic_runs(noise=0.005), PARAMS)
+    loo = scaling.leave_one_out(gaps)
+    assert len(loo) == 2 * len(PARAMS) and set(loo["left out"]) == set(PARAMS)
+    size = next(iter(PARAMS))
+    rest = gaps[~((gaps["sparsity"] == 0.75) & (gaps["size"] == size))]
+    row = loo[(loo["sparsity"] == 0.75) & (loo["left out"] == size)].iloc[0]
+    assert row["slope"] == pytest.approx(scaling.fit_gap_trend(rest, 0.75).slope)
+    assert set(loo["outcome"]) <= {"shrinks", "grows", "inconclusive"} or loo["outcome"].str.startswith("not").any()
+    note = beyond.expectation_note(_answers(-1.0).reset_index(), loo)
+    assert "leaving out any one size" in note or "rests on single sizes" in note
+
+
+def test_chosen_rate_evals_keep_only_final_runs_of_every_cell():
+    search = [{"size": "a", "sparsity": 0.75, "task": "e2e", "chosen": 1e-3},
+              {"size": "a", "sparsity": 0.75, "task": "e2e", "variant": "rigl", "chosen": 2e-3}]
+    evals = [{"size": "a", "sparsity": 0.75, "task": "e2e", "lr": 1e-3},
+             {"size": "a", "sparsity": 0.75, "task": "e2e", "lr": 2e-3},  # the static cell's runner-up
+             {"size": "a", "sparsity": 0.75, "task": "e2e", "lr": 2e-3, "variant": "rigl"},
+             {"size": "a", "sparsity": 0.75, "task": "e2e", "lr": 1e-3, "variant": "rigl"}]  # rigl's runner-up
+    kept = scaling.chosen_rate_evals(evals, search)
+    assert kept == [evals[0], evals[2]]

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 from .about import chapters_table, profiles_table
 from .beyond import (answers_note, answers_table, dynamic_table, expectation_note, extrapolation_table,
-                     family_table, gap_figure, gap_table, gpu_time_table, interval_text, passes_note, scaling_sentence,
-                     variant_figure, variant_table)
+                     family_table, findings_note, gap_figure, gap_table, gpu_time_table, interval_text,
+                     leave_one_out_table, passes_note, scaling_sentence, size_downstream_table, variant_figure,
+                     variant_table)
 from .data import (budget_table, data_differences_table, data_quality_table, example_lengths_figure,
                    example_markdown, fingerprint_table, loss_mask_table, mixture_table, padding_share,
                    references_and_lengths_figure, tokenizer_table, truncation_table)
@@ -63,5 +64,5 @@ __all__ = [
     # beyond (chapter 09)
     "gap_figure", "variant_figure", "gap_table", "extrapolation_table", "variant_table", "scaling_sentence",
     "interval_text", "family_table", "dynamic_table", "answers_table", "gpu_time_table", "answers_note", "passes_note",
-    "expectation_note",
+    "expectation_note", "leave_one_out_table", "findings_note", "size_downstream_table",
 ]

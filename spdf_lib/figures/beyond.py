@@ -14,7 +14,8 @@ from .display import show_table
 
 __all__ = ["gap_figure", "variant_figure", "gap_table", "extrapolation_table", "variant_table", "scaling_sentence",
            "interval_text", "family_table", "dynamic_table", "answers_table", "gpu_time_table", "answers_note",
-           "passes_note", "expectation_note"]
+           "passes_note", "expectation_note", "leave_one_out_table", "findings_note",
+           "size_downstream_table"]
 
 
 def interval_text(low: float, high: float, digits: int = 3, reason: str = "") -> str:
@@ -72,7 +73,7 @@ def gap_figure(gaps: pd.DataFrame, trends: Mapping | None = None, targets: Mappi
                     capsize=4, label=f"{100 * sparsity:g}% sparse, 95% interval")
         if (~has).any():
             ax.plot(n[~has], gap[~has], "o", mfc="none", color=colour,
-                    label=f"{100 * sparsity:g}% sparse, no interval (one seed)")
+                    label=f"{100 * sparsity:g}% sparse, no interval")
         trend = _trend_at(trends, sparsity)
         if trend is None:
             continue
@@ -189,7 +190,7 @@ def variant_table(frame: pd.DataFrame):
 
     names = scaling.score_columns(frame.attrs.get("task", "e2e"))
     shown = frame[["run", "pre-training seeds", "tokens", "training PFLOP", "GPU wall s", "val loss",
-                   "val loss vs dense"]].copy()
+                   "val loss vs dense"]].copy().rename(columns={"GPU wall s": "wall s, sharing the GPU"})
     shown["val loss vs dense, 95%"] = [interval_text(lo, hi) for lo, hi in zip(frame["low"], frame["high"])]
     shown["val loss vs static"] = frame["val loss vs static"]
     shown["val loss vs static, 95%"] = [interval_text(lo, hi) if np.isfinite(v) else "" for v, lo, hi in
@@ -210,7 +211,7 @@ def variant_table(frame: pd.DataFrame):
     for column in ("val loss vs dense", "val loss vs dense, 95%"):  # the dense row is the reference
         shown.loc[frame["run"] == "dense", column] = np.nan if column == "val loss vs dense" else ""
     return show_table(shown.rename(columns={"val loss": "val loss (nats)"}), {
-        "tokens": "{:,.0f}", "training PFLOP": "{:.2f}", "GPU wall s": "{:,.0f}", "val loss (nats)": "{:.3f}",
+        "tokens": "{:,.0f}", "training PFLOP": "{:.2f}", "wall s, sharing the GPU": "{:,.0f}", "val loss (nats)": "{:.3f}",
         "val loss vs dense": "{:+.3f}", "val loss vs static": "{:+.3f}", names["score"]: "{:.2f}",
         names["vs dense"]: "{:+.2f}", names["vs static"]: "{:+.2f}", "test loss vs dense": "{:+.3f}"}, na_rep="–")
 
@@ -223,6 +224,8 @@ def scaling_sentence(gaps: pd.DataFrame, trends: Mapping | None = None, extrapol
     the smallest and largest size measured, the slope per tenfold increase of parameters with its
     interval, whether the gap shrinks, grows or that is inconclusive (the interval includes 0), and
     the fitted gap at the largest target of ``extrapolations``."""
+    from .. import scaling
+
     trends = _trends(gaps, trends)
     fitted = [(float(s), t) for s, t in trends.items() if t is not None]
     if not fitted:
@@ -236,12 +239,8 @@ def scaling_sentence(gaps: pd.DataFrame, trends: Mapping | None = None, extrapol
     rows = rows.sort_values("non-embedding params")
     first, last = rows.iloc[0], rows.iloc[-1]
     ci = trend.slope_interval(level)
-    if ci.low > 0:
-        verdict = "so the gap grows with model size"
-    elif ci.high < 0:
-        verdict = "so the gap shrinks with model size"
-    else:
-        verdict = "so whether the gap changes with model size is inconclusive"
+    verdict = {"grows": "so the gap grows with model size", "shrinks": "so the gap shrinks with model size"}.get(
+        scaling.size_outcome(ci), "so whether the gap changes with model size is inconclusive")
     text = (f"At {100 * sparsity:g}% sparsity the validation-loss gap to the dense model is {first['gap']:+.3f} nats "
             f"at {first['non-embedding params']:.2g} non-embedding parameters and {last['gap']:+.3f} nats at "
             f"{last['non-embedding params']:.2g}; the fitted slope over these {trend.n} sizes is {ci.estimate:+.3f} "
@@ -254,7 +253,7 @@ def scaling_sentence(gaps: pd.DataFrame, trends: Mapping | None = None, extrapol
             target = at.sort_values("non-embedding params").iloc[-1]
             how = "extrapolated" if target["kind"] == "extrapolation" else "interpolated"
             text += (f"; {how} to {target['target']} ({target['non-embedding params']:.2g} parameters, "
-                     f"{target['factor beyond largest fitted']:,.3g}x the largest size fitted), the fit gives "
+                     f"{target['factor beyond largest fitted']:,.3g}x the largest size fitted), the fit predicts "
                      f"{target['predicted gap']:+.3f} nats [{target['low']:+.3f}, {target['high']:+.3f}]")
     return text + "."
 
@@ -272,13 +271,16 @@ def family_table(profile):
     for size in profile.beyond.family:
         c = get_config(size, vocab_size=profile.vocab_size,
                        block_size=max(get_config(size).block_size, profile.pretrain.seq_len))
+        tokens = planned_tokens(c, profile.pretrain)
         rows.append({"size": size, "in chapters 04-06": "yes" if size in profile.sizes else "",
-                     "layers": c.n_layer, "width": c.n_embd, "heads": c.n_head,
+                     "layers": c.n_layer, "width": c.n_embd, "heads": c.n_head, "head width": c.n_embd // c.n_head,
                      "non-embedding params": sparsifiable_weights(c), "all params": num_params(c),
-                     "pre-training tokens": planned_tokens(c, profile.pretrain)})
+                     "embedding share": 1 - sparsifiable_weights(c) / num_params(c),
+                     "pre-training tokens": tokens,
+                     "tokens per non-embedding param": tokens / sparsifiable_weights(c)})
     frame = pd.DataFrame(rows)
-    return show_table(frame, {"non-embedding params": "{:,}", "all params": "{:,}", "pre-training tokens": "{:,}"},
-                      na_rep="–")
+    return show_table(frame, {"non-embedding params": "{:,}", "all params": "{:,}", "pre-training tokens": "{:,}",
+                              "embedding share": "{:.0%}", "tokens per non-embedding param": "{:.0f}"}, na_rep="–")
 
 
 def dynamic_table(pretrain_results):
@@ -337,11 +339,21 @@ def passes_note(pretrain_results) -> str:
             f"loses is repetition of the same text.")
 
 
-def expectation_note(answers: pd.DataFrame) -> str:
-    """The size answers set against the sources' expectation (a gap that shrinks as models grow)."""
+def expectation_note(answers: pd.DataFrame, loo: pd.DataFrame | None = None) -> str:
+    """The size answers set against the sources' expectation (a gap that shrinks as models grow), and,
+    with ``loo`` (:func:`spdf_lib.scaling.leave_one_out`), whether any single size carries them."""
     size = answers[answers["question"] == "size"]
     if size.empty:
         return ""
+    fragile = ""
+    if loo is not None and len(loo):
+        flips = []
+        for _, row in size.iterrows():
+            sparsity = float(row["compared"].rsplit(", ", 1)[-1].rstrip("%")) / 100
+            changed = loo[np.isclose(loo["sparsity"], sparsity) & (loo["outcome"] != row["outcome"])]
+            flips += [f"without {r['left out']} at {sparsity:.0%} it is {r['outcome']}" for _, r in changed.iterrows()]
+        fragile = (f" The answer rests on single sizes: {'; '.join(flips)}." if flips else
+                   " No single size carries it: leaving out any one size gives the same outcome.")
     found = "; ".join(f"{c.split(', ')[-1]}: {o}" for c, o in zip(size["compared"], size["outcome"]))
     agree = (size["outcome"] == "shrinks").all()
     against = (size["outcome"] == "grows").any()
@@ -349,4 +361,61 @@ def expectation_note(answers: pd.DataFrame) -> str:
                "the opposite of the expected direction over the sizes trained here" if against else
                "which neither confirms nor refutes the expectation at this scale")
     return (f"The sources expect the gap of random static sparsity to shrink as networks grow wider and deeper. "
-            f"By the rule above the slope of the gap is, per sparsity, {found}: {verdict}.")
+            f"By the rule above the slope of the gap is, per sparsity, {found}: {verdict}.{fragile}")
+
+
+def leave_one_out_table(frame: pd.DataFrame):
+    """:func:`spdf_lib.scaling.leave_one_out` for display."""
+    shown = frame[["sparsity", "left out", "slope"]].copy()
+    shown["95% interval"] = [interval_text(lo, hi) for lo, hi in zip(frame["low"], frame["high"])]
+    shown["outcome"] = frame["outcome"]
+    return show_table(shown.rename(columns={"slope": "slope without it (nats per tenfold)"}),
+                      {"sparsity": "{:.0%}", "slope without it (nats per tenfold)": "{:+.3f}"}, na_rep="–")
+
+
+def findings_note(variants: pd.DataFrame, gpu_time: pd.DataFrame | None, pretrain_results, level: float) -> str:
+    """What the longer and the dynamic runs found, in sentences computed from
+    :func:`spdf_lib.scaling.variant_frame`, :func:`~spdf_lib.scaling.gpu_time_frame` and the runs."""
+    from .. import scaling
+
+    names = scaling.score_columns(variants.attrs.get("task", "e2e"))
+    parts = []
+    iso = variants[variants["variant"] == "isoflop"]
+    if len(iso):
+        times = {} if gpu_time is None else dict(zip(gpu_time["run"], gpu_time["vs dense"]))
+        each = "; ".join(
+            f"{r['run']}: {r['val loss vs static']:+.3f} nats against the Chinchilla-length static run and "
+            f"{r['val loss vs dense']:+.3f} against dense"
+            + (f", at {times[r['run']]:.2f}x the dense run's GPU time" if r["run"] in times else "")
+            for _, r in iso.iterrows())
+        parts.append(f"Trained to the dense run's FLOPs, the sparse runs change their validation loss by: {each}.")
+    dyn = variants[variants["variant"].isin(["rigl", "set"])]
+    if len(dyn):
+        moved = {}
+        for r in pretrain_results:
+            if r.get("variant") in ("rigl", "set") and r.get("mask_moved_fraction") is not None:
+                moved.setdefault(scaling.run_label(r["variant"], r["sparsity"]), []).append(r["mask_moved_fraction"])
+        each = "; ".join(
+            f"{r['run']}: {r['val loss vs static']:+.3f} nats against the static mask"
+            + (f", with {np.mean(moved[r['run']]):.0%} of its kept connections new at the end" if r["run"] in moved
+               else "")
+            for _, r in dyn.iterrows())
+        parts.append(f"The moving masks change the validation loss by: {each}. For scale: a mask drawn afresh at "
+                     f"random would have about {level:.0%} of its kept connections new, since at this sparsity the "
+                     f"first mask keeps a random connection with probability {1 - level:.0%}.")
+    down = variants[np.isfinite(variants[names["vs dense"]].astype(float))] if names["vs dense"] in variants else []
+    if len(down):
+        widest = down.assign(width=down[names["high"]] - down[names["low"]]).sort_values("width").iloc[-1]
+        parts.append(f"After dense fine-tuning the {names['score']} changes against dense run from "
+                     f"{down[names['vs dense']].min():+.2f} to {down[names['vs dense']].max():+.2f} points, with "
+                     f"intervals up to {widest['width']:.2f} points wide ({widest['run']}).")
+    return " ".join(parts) or "No longer or dynamic runs at this profile."
+
+
+def size_downstream_table(cells: dict, profile) -> pd.DataFrame:
+    """The E2E rows of chapter 06's comparison with the paper (ours with its interval beside the
+    published change, at both sizes): what the paper reports at its sizes, for the size question."""
+    from .. import findings
+
+    frame = findings.paper_comparison(cells, profile)
+    return frame[frame["task"] == "E2E"].reset_index(drop=True) if len(frame) else frame
