@@ -21,7 +21,7 @@ __all__ = [
     "verdict_cells", "verdict_tables", "noise_tables", "noise_floor_note", "paper_comparison", "comparison_note",
     "sources_note", "setup_vs_paper", "control_test_table", "control_test_note", "example_outputs",
     "published_beside", "summary_note", "lr_search_from_finetunes", "load_committed", "RerunCheck", "rerun_check",
-    "rerun_summary",
+    "rerun_summary", "substituted_verdicts", "run_commits",
     "rerun_provenance",
 ]
 
@@ -1025,14 +1025,71 @@ def rerun_provenance(tables_root: Path, profile: str = "gpu") -> str:
                  f"time in all, the longest ({longest[0]!r} in `command_times.txt`) {longest[1]:,.0f} s.")
     else:
         text += "; it records no command times."
+    published_env = Path(tables_root) / profile / "logs" / "gpu_env.txt"
+    if published_env.exists():
+        lines = [ln.strip() for ln in published_env.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        if lines:
+            text += f" The published run's log gives `{lines[0]}`."
     return text
 
 
-def rerun_summary(check: "RerunCheck") -> str:
-    """One sentence for chapter 06's summary: which verdicts survived the second run of the small grid."""
+def run_commits(stages: dict, size: str | None = None) -> list[str]:
+    """The commits recorded in the environment of a run's results (``load_committed`` dict), optionally
+    of one model size only: which code computed them."""
+    commits = {str(r.get("environment", {}).get("commit")) for stage in stages.values() for r in stage
+               if (size is None or r.get("size") == size) and r.get("environment", {}).get("commit")}
+    return sorted(commits)
+
+
+def _outcome_counts(verdict: V.Verdict) -> str:
+    counts = verdict.cells["outcome"].value_counts()
+    return ", ".join(f"{n} {o}" for o, n in counts.items()) or "no cells"
+
+
+def substituted_verdicts(published: dict, rerun: dict, profile, search=None) -> pd.DataFrame:
+    """The book's three verdicts on the published runs, and again with the cells of the re-run's size
+    (the profile's first) taken from the re-run, every other cell from the published run: what the
+    headline verdicts would have been had the small grid come out as it did the second time. H3 then
+    pairs the published large model with the re-run small one."""
+    search = search or profile.finetune.lr_search
+    levels = tuple(float(lv) for lv in profile.sparsity_levels)
+    small, large = profile.sizes[0], profile.sizes[-1]
+    first, first_ft = profile.pretrain_seeds[0], profile.finetune_seeds[0]
+
+    def cells_of(stages: dict, sizes) -> dict:
+        keep = lambda r: _grid_run(r) and r["size"] in sizes and float(r["sparsity"]) in levels  # noqa: E731
+        lr_search = lr_search_from_finetunes([r for r in stages["finetune"] if keep(r)], search, first, first_ft)
+        return V.collect([r for r in stages["eval"] if keep(r)], lr_search)
+
+    published_cells = cells_of(published, profile.sizes)
+    mixed = {**published_cells, **{k: v for k, v in cells_of(rerun, [small]).items() if k[0] == small}}
+    rows = []
+    for name, judge in (("H1", lambda c: V.verdict_h1(c, profile.sizes, levels)),
+                        ("H2", lambda c: V.verdict_h2(c, profile.sizes, levels)),
+                        ("H3", lambda c: V.verdict_h3(c, small, large, levels, profile.task_names))):
+        before, after = judge(published_cells), judge(mixed)
+        rows.append({"hypothesis": name, "published verdict": before.verdict, "its cells": _outcome_counts(before),
+                     f"with the second run's {small} cells": after.verdict, "their cells": _outcome_counts(after),
+                     "same verdict": before.verdict == after.verdict})
+    return pd.DataFrame(rows)
+
+
+def rerun_summary(check: "RerunCheck", substituted: pd.DataFrame | None = None) -> str:
+    """One sentence for chapter 06's summary: which verdicts survived the second run of the small grid
+    and, with ``substituted`` (:func:`substituted_verdicts`), what became of the headline verdicts."""
     judged = [h for h in ("H1", "H2") if check.survives(h) is not None]
     fate = ", ".join(f"{h} {'survived' if check.survives(h) else 'did not survive'}" for h in judged)
-    return (f"A second run of the {check.size} grid from an empty cache kept the outcome of {check.n_same_outcome} of "
-            f"{len(check.cells)} judged cells: {fate or 'nothing could be judged'}. The verdicts above are therefore "
-            f"less stable than their intervals suggest (the section on the second run says why), and H3 was not "
-            f"re-checked.")
+    text = (f"A second run of the {check.size} grid from an empty cache kept the outcome of {check.n_same_outcome} of "
+            f"{len(check.cells)} judged cells: {fate or 'nothing could be judged'}.")
+    if substituted is not None and len(substituted):
+        moved = substituted[~substituted["same verdict"]]
+        if len(moved):
+            text += " With those cells, " + "; ".join(
+                f"{r['hypothesis']} would read *{r[substituted.columns[3]]}* instead of *{r['published verdict']}*"
+                for _, r in moved.iterrows()) + "."
+        else:
+            text += " With those cells, every headline verdict would read the same."
+    if check.n_same_outcome < len(check.cells):
+        text += (" The verdicts above are therefore less stable than their intervals suggest; the section on the "
+                 "second run shows where the changes come from.")
+    return text

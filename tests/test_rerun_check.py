@@ -249,3 +249,31 @@ def test_the_summary_line_says_which_verdicts_survived():
     assert "H1 survived, H2 survived" in same and "4 of 4 judged cells" in same
     flipped = findings.rerun_summary(_check(_grid(), _grid(value_shift={("e2e", 0.5): -5.0})))
     assert "H1 did not survive, H2 survived" in flipped and "3 of 4" in flipped
+
+
+def test_the_summary_line_only_warns_when_something_changed():
+    same = findings.rerun_summary(_check(_grid(), _grid()))
+    assert "less stable" not in same
+    assert "less stable" in findings.rerun_summary(_check(_grid(), _grid(value_shift={("e2e", 0.5): -5.0})))
+
+
+def test_run_commits_lists_the_commits_of_one_size():
+    stages = {"eval": [{"size": "a", "environment": {"commit": "abc"}}, {"size": "b", "environment": {"commit": "def"}},
+                       {"size": "a", "environment": {}}]}
+    assert findings.run_commits(stages) == ["abc", "def"] and findings.run_commits(stages, "a") == ["abc"]
+
+
+@pytest.mark.skipif(not (REPO / "tables" / "gpu" / "rerun").is_dir(), reason="no committed re-run")
+def test_substituting_the_second_runs_small_cells_rejudges_every_headline_verdict():
+    import csv
+
+    from spdf_lib.profiles import get_profile
+
+    tables = REPO / "tables"
+    frame = findings.substituted_verdicts(findings.load_committed(tables, "gpu"),
+                                          findings.load_committed(tables / "gpu" / "rerun", "gpu"), get_profile("gpu"))
+    assert list(frame["hypothesis"]) == ["H1", "H2", "H3"]
+    with open(tables / "gpu" / "verdicts.csv", newline="") as handle:
+        page = {r["hypothesis"]: r["verdict"] for r in csv.DictReader(handle)}
+    assert dict(zip(frame["hypothesis"], frame["published verdict"])) == page  # the page's own verdicts
+    assert set(frame.columns[3:4]) == {"with the second run's gpu-small cells"}
