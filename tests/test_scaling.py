@@ -443,3 +443,18 @@ def test_chosen_rate_evals_keep_only_final_runs_of_every_cell():
              {"size": "a", "sparsity": 0.75, "task": "e2e", "lr": 1e-3, "variant": "rigl"}]  # rigl's runner-up
     kept = scaling.chosen_rate_evals(evals, search)
     assert kept == [evals[0], evals[2]]
+
+
+def test_notes_at_a_profile_where_nothing_is_computable_say_so_without_noise():
+    answers = pd.DataFrame([{"question": "size", "compared": "gap slope per tenfold parameters, 75%",
+                             "estimate": np.nan, "low": np.nan, "high": np.nan,
+                             "outcome": "not computable (2 model size(s))"}])
+    loo = pd.DataFrame([{"sparsity": 0.75, "left out": "a", "slope": np.nan, "low": np.nan, "high": np.nan,
+                         "outcome": "not computable (1 model size(s))"}])
+    note = beyond.expectation_note(answers, loo)
+    assert "neither confirms nor refutes" in note and "single sizes" not in note and "No single size" not in note
+    variants = pd.DataFrame([{"run": "RigL 75%", "variant": "rigl", "sparsity": 0.75, "val loss vs static": 0.02,
+                              "val loss vs dense": 0.1, "BLEU vs dense": 1.0, "BLEU low": np.nan,
+                              "BLEU high": np.nan}])
+    text = beyond.findings_note(variants, None, [], 0.75)
+    assert "nan" not in text and "no interval is computable" in text

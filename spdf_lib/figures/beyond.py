@@ -190,7 +190,7 @@ def variant_table(frame: pd.DataFrame):
 
     names = scaling.score_columns(frame.attrs.get("task", "e2e"))
     shown = frame[["run", "pre-training seeds", "tokens", "training PFLOP", "GPU wall s", "val loss",
-                   "val loss vs dense"]].copy().rename(columns={"GPU wall s": "wall s, sharing the GPU"})
+                   "val loss vs dense"]].copy().rename(columns={"GPU wall s": "wall s, device shared"})
     shown["val loss vs dense, 95%"] = [interval_text(lo, hi) for lo, hi in zip(frame["low"], frame["high"])]
     shown["val loss vs static"] = frame["val loss vs static"]
     shown["val loss vs static, 95%"] = [interval_text(lo, hi) if np.isfinite(v) else "" for v, lo, hi in
@@ -211,7 +211,7 @@ def variant_table(frame: pd.DataFrame):
     for column in ("val loss vs dense", "val loss vs dense, 95%"):  # the dense row is the reference
         shown.loc[frame["run"] == "dense", column] = np.nan if column == "val loss vs dense" else ""
     return show_table(shown.rename(columns={"val loss": "val loss (nats)"}), {
-        "tokens": "{:,.0f}", "training PFLOP": "{:.2f}", "wall s, sharing the GPU": "{:,.0f}", "val loss (nats)": "{:.3f}",
+        "tokens": "{:,.0f}", "training PFLOP": "{:.2f}", "wall s, device shared": "{:,.0f}", "val loss (nats)": "{:.3f}",
         "val loss vs dense": "{:+.3f}", "val loss vs static": "{:+.3f}", names["score"]: "{:.2f}",
         names["vs dense"]: "{:+.2f}", names["vs static"]: "{:+.2f}", "test loss vs dense": "{:+.3f}"}, na_rep="–")
 
@@ -349,11 +349,15 @@ def expectation_note(answers: pd.DataFrame, loo: pd.DataFrame | None = None) -> 
     if loo is not None and len(loo):
         flips = []
         for _, row in size.iterrows():
+            if str(row["outcome"]).startswith("not computable"):
+                continue  # nothing to carry
             sparsity = float(row["compared"].rsplit(", ", 1)[-1].rstrip("%")) / 100
             changed = loo[np.isclose(loo["sparsity"], sparsity) & (loo["outcome"] != row["outcome"])]
             flips += [f"without {r['left out']} at {sparsity:.0%} it is {r['outcome']}" for _, r in changed.iterrows()]
+        computable = not size["outcome"].astype(str).str.startswith("not computable").all()
         fragile = (f" The answer rests on single sizes: {'; '.join(flips)}." if flips else
-                   " No single size carries it: leaving out any one size gives the same outcome.")
+                   " No single size carries it: leaving out any one size gives the same outcome." if computable
+                   else "")
     found = "; ".join(f"{c.split(', ')[-1]}: {o}" for c, o in zip(size["compared"], size["outcome"]))
     agree = (size["outcome"] == "shrinks").all()
     against = (size["outcome"] == "grows").any()
@@ -405,10 +409,16 @@ def findings_note(variants: pd.DataFrame, gpu_time: pd.DataFrame | None, pretrai
                      f"first mask keeps a random connection with probability {1 - level:.0%}.")
     down = variants[np.isfinite(variants[names["vs dense"]].astype(float))] if names["vs dense"] in variants else []
     if len(down):
-        widest = down.assign(width=down[names["high"]] - down[names["low"]]).sort_values("width").iloc[-1]
-        parts.append(f"After dense fine-tuning the {names['score']} changes against dense run from "
-                     f"{down[names['vs dense']].min():+.2f} to {down[names['vs dense']].max():+.2f} points, with "
-                     f"intervals up to {widest['width']:.2f} points wide ({widest['run']}).")
+        widths = down.assign(width=down[names["high"]] - down[names["low"]])
+        widths = widths[np.isfinite(widths["width"].astype(float))]
+        text = (f"After dense fine-tuning the {names['score']} changes against dense run from "
+                f"{down[names['vs dense']].min():+.2f} to {down[names['vs dense']].max():+.2f} points")
+        if len(widths):
+            widest = widths.sort_values("width").iloc[-1]
+            text += f", with intervals up to {widest['width']:.2f} points wide ({widest['run']})."
+        else:
+            text += "; no interval is computable at this profile."
+        parts.append(text)
     return " ".join(parts) or "No longer or dynamic runs at this profile."
 
 
