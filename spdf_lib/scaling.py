@@ -250,33 +250,29 @@ def extrapolations(gaps: pd.DataFrame, targets: Mapping[str, int], level: float 
 
 # ----------------------------------------------------------------------- pooled-variance contrast
 
-def pooled_contrast(groups: Iterable[tuple[float, Sequence[float]]], reference_groups: Iterable[Sequence[float]] = (),
+def pooled_contrast(groups: Iterable[tuple[float, Sequence[float]]], pool: Iterable[Sequence[float]],
                     level: float = 0.95) -> stats.Interval:
     """Student t interval of ``sum_i c_i mean(x_i)`` (``groups``: pairs ``(c_i, unit values x_i)``)
-    whose variance is the pooled within-group variance ``s_p^2`` of every group given.
+    whose variance is the pooled within-group variance ``s_p^2`` of the groups in ``pool``.
 
-    The pool is the contrast's groups and ``reference_groups`` (further lists of unit values that
-    share the variance); a reference list that *is* (the same object as) a contrast group's list is
-    counted once. Groups with one unit add nothing to the pool but may be in the contrast:
+    ``pool`` lists every group that shares the variance, each once (the contrast's own groups among
+    them when they should count); groups with one unit add nothing to it but may be in the contrast.
     ``se = s_p sqrt(sum c_i^2 / n_i)``, ``df = sum (n_g - 1)`` over the pooled groups.
 
     This assumes every group has the same variance (here: that a run kind does not change the spread
     between pre-training seeds); with one seed a group's own variance cannot be checked.
-    ``stats.NotComputable`` when no group has two units or the pooled variance is 0."""
-    given = list(groups)
-    contrast = [(float(c), [float(x) for x in xs]) for c, xs in given if c != 0]
+    ``stats.NotComputable`` when no pooled group has two units or the pooled variance is 0."""
+    contrast = [(float(c), [float(x) for x in xs]) for c, xs in groups if c != 0]
     if not contrast:
         raise ValueError("a contrast needs at least one group with a non-zero coefficient")
     if any(not xs for _, xs in contrast):
         raise ValueError("every group of the contrast needs at least one unit")
-    pool = [[float(x) for x in xs] for _, xs in given]
-    pool += [[float(x) for x in xs] for xs in reference_groups if not any(xs is ys for _, ys in given)]
-    pool = [xs for xs in pool if len(xs) >= 2]
-    df = sum(len(xs) - 1 for xs in pool)
+    pooled = [[float(x) for x in xs] for xs in pool if len(xs) >= 2]
+    df = sum(len(xs) - 1 for xs in pooled)
     if df == 0:
         raise stats.NotComputable("no group has 2 or more pre-trained models: there is no within-group spread "
                                   "to pool")
-    ss = sum(float(np.sum((np.asarray(xs) - np.mean(xs)) ** 2)) for xs in pool)
+    ss = sum(float(np.sum((np.asarray(xs) - np.mean(xs)) ** 2)) for xs in pooled)
     if ss == 0:
         raise stats.NotComputable("every pre-trained model of every group gave its group's value: the pooled "
                                   "variance is 0")

@@ -182,20 +182,21 @@ def test_extrapolations_without_a_trend_are_nan_with_the_reason():
 
 def test_pooled_contrast_matches_the_formula():
     a, b, ref = [1.0], [2.0, 4.0], [10.0, 11.0, 12.0]
-    ci = scaling.pooled_contrast([(1, a), (-1, b)], [ref])
+    ci = scaling.pooled_contrast([(1, a), (-1, b)], [a, b, ref])
     sp2 = ((2 - 3) ** 2 + (4 - 3) ** 2 + 1 + 0 + 1) / (1 + 2)
     se = math.sqrt(sp2 * (1 / 1 + 1 / 2))
     assert ci.estimate == pytest.approx(-2.0) and ci.se == pytest.approx(se) and ci.df == 3
     assert ci.units == (1, 2)
-    # a reference list that is a contrast group is pooled once, not twice
-    assert scaling.pooled_contrast([(1, a), (-1, b)], [ref, b]).df == 3
+    # only the groups in the pool count: without b the variance is ref's alone
+    alone = scaling.pooled_contrast([(1, a), (-1, b)], [ref])
+    assert alone.df == 2 and alone.se == pytest.approx(math.sqrt(1.0 * (1 / 1 + 1 / 2)))
 
 
 def test_pooled_contrast_is_not_computable_without_a_group_of_two_or_without_spread():
     with pytest.raises(stats.NotComputable, match="2 or more"):
-        scaling.pooled_contrast([(1, [1.0]), (-1, [2.0])], [[3.0]])
+        scaling.pooled_contrast([(1, [1.0]), (-1, [2.0])], [[1.0], [2.0], [3.0]])
     with pytest.raises(stats.NotComputable, match="0"):
-        scaling.pooled_contrast([(1, [1.0]), (-1, [2.0, 2.0])], [])
+        scaling.pooled_contrast([(1, [1.0]), (-1, [2.0, 2.0])], [[1.0], [2.0, 2.0]])
 
 
 def test_pooled_contrast_covers_the_true_difference_95_percent_of_the_time():
@@ -260,11 +261,11 @@ def test_variant_frame_intervals_pool_every_group_of_the_size():
     pre, ev = _variant_set()
     frame = scaling.variant_frame(pre, ev, "a").set_index("run")
     iso = frame.loc["static 75%, iso-FLOP"]
-    expected = scaling.pooled_contrast([(1, [3.3]), (-1, [3.0, 3.2])], [[3.5, 3.7], [3.4], [3.45]])
+    expected = scaling.pooled_contrast([(1, [3.3]), (-1, [3.0, 3.2])], [[3.0, 3.2], [3.5, 3.7], [3.3], [3.4], [3.45]])
     assert (iso["low"], iso["high"]) == pytest.approx((expected.low, expected.high))
     assert np.isfinite(iso["static low"]) and iso["static low"] < iso["val loss vs static"] < iso["static high"]
     rigl = frame.loc["RigL 75%"]
-    bleu = scaling.pooled_contrast([(1, [61.0]), (-1, [61.0, 65.0])], [[58.0, 60.0]])
+    bleu = scaling.pooled_contrast([(1, [61.0]), (-1, [61.0, 65.0])], [[61.0, 65.0], [58.0, 60.0], [61.0]])
     assert (rigl["BLEU low"], rigl["BLEU high"]) == pytest.approx((bleu.low, bleu.high))
     # the mean's own interval pools the seed variance too, so a single-seed kind gets one
     own = scaling.pooled_contrast([(1, [3.3])], [[3.0, 3.2], [3.5, 3.7]])
