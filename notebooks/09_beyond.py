@@ -198,10 +198,11 @@ display(report.show(figures.size_downstream_table(grid_cells, P)))
 # ## Longer sparse pre-training at equal FLOPs
 #
 # One row per kind of run of the large model: the dense and static runs of chapter 04 (their E2E
-# scores from chapter 06), the iso-FLOP runs, and the dynamic runs of the next section. Cost first
-# (tokens, training FLOPs by chapter 02's convention, wall time of each run as it was scheduled beside
-# others, so not a measure of cost), then the validation loss against the dense run and against the
-# static run of the same sparsity, then E2E after dense fine-tuning at the rate each search chose.
+# scores from chapter 06), the iso-FLOP runs, and the dynamic runs of the next section. Cost first:
+# tokens and training FLOPs by chapter 02's convention, then the wall time of each run as it was
+# scheduled beside others (which says little about its cost; the GPU-time table below does). Then the
+# validation loss against the dense run and against the static run of the same sparsity, then E2E
+# after dense fine-tuning at the rate each search chose.
 
 # %%
 variants = scaling.variant_frame(inputs["pretrain"], inputs["evals"], B.size, B.task)
@@ -319,5 +320,6 @@ display(Markdown(figures.findings_note(variants, gpu_time, inputs["pretrain"], B
 # show. Does the fitted slope's interval narrow?
 #
 # **Exercise 9.3.** Change `DynamicSettings.interval` of the smoke profile and watch the share of
-# connections not in the initial mask in the table of dynamic runs. Why does a shorter interval not
-# move the mask proportionally more? (Hint: `spdf_lib.dynamic.update_fraction`.)
+# connections not in the initial mask in the table of dynamic runs. Why does twice as many updates
+# not move the mask twice as far? (Hint: what share of its kept connections would a mask drawn afresh
+# at random have that the first mask did not keep?)
