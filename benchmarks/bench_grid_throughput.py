@@ -16,6 +16,10 @@ A ratio of at least 1 means the schedule gets at least as much out of the GPU as
     python benchmarks/bench_grid_throughput.py --tables tables/gpu \\
         --alone-pretrain tables/gpu/benchmarks/pretrain_alone_h200.json \\
         --alone-finetune tables/gpu/benchmarks/finetune_alone_h200.log
+    python benchmarks/bench_grid_throughput.py --tables tables/gpu --logs tables/gpu/logs/beyond \
+        --alone-pretrain tables/gpu/benchmarks/pretrain_alone_h200.json     # chapter 09's stage
+
+Only the runs that the logged commands computed count (a run read from committed results does not).
 """
 
 from __future__ import annotations
@@ -31,13 +35,13 @@ DONE = re.compile(r"^\[(\d\d:\d\d:\d\d)\] done (\w+) (\S+)")
 
 def command_windows(times_file: Path) -> list[tuple[float, float]]:
     """(start, end) epoch seconds of every command that ran the grid (``times.txt``: '<epoch> start|end
-    <step>'; the ``setup`` and ``bench`` steps run no part of the grid and are left out)."""
+    <step>'; the ``setup`` and benchmark steps run no part of the grid and are left out)."""
     starts, windows = {}, []
     for line in times_file.read_text().splitlines():
         stamp, what, step = line.split()[:3]
         if what == "start":
             starts[step] = float(stamp)
-        elif what == "end" and step in starts and step not in ("setup", "bench"):
+        elif what == "end" and step in starts and step not in ("setup", "bench", "bench-dynamic"):
             windows.append((starts.pop(step), float(stamp)))
     return windows
 
@@ -70,15 +74,20 @@ def main() -> None:
     parser.add_argument("--tables", default="tables/gpu", help="the profile's tables folder")
     parser.add_argument("--alone-pretrain", required=True, help="JSON of bench_pretrain_throughput.py --json")
     parser.add_argument("--alone-finetune", default=None, help="log of bench_finetune_concurrency.py --processes 1")
+    parser.add_argument("--logs", default=None, help="the folder of command_times.txt and gpu_run.log "
+                                                     "(default: <tables>/logs; chapter 09's stage: <tables>/logs/beyond)")
     args = parser.parse_args()
     tables = Path(args.tables)
-    windows = command_windows(tables / "logs" / "command_times.txt")
-    events = done_times(tables / "logs" / "gpu_run.log", windows)
+    logs = Path(args.logs) if args.logs else tables / "logs"
+    windows = command_windows(logs / "command_times.txt")
+    events = done_times(logs / "gpu_run.log", windows)
+    computed = {(stage, run_id) for _, stage, run_id in events}  # the runs these commands computed, no others
     runs = {}
     for stage in ("pretrain", "finetune"):
         for path in (tables / "runs" / stage).glob("*.json"):
             r = json.loads(path.read_text())
-            runs[(stage, r["run_id"])] = r
+            if (stage, r["run_id"]) in computed:
+                runs[(stage, r["run_id"])] = r
     first = windows[0][0]
     pre_end = max(t for t, s, _ in events if s == "pretrain")
     pre_tokens = sum(r["tokens"] for (s, _), r in runs.items() if s == "pretrain")
