@@ -67,12 +67,17 @@ class LRSearch:
     The ``grid`` is tried first; when the lowest validation loss sits at an end of what was tried,
     the search adds the next rate beyond that end (the end times or divided by ``factor``), at most
     ``max_extensions`` times on each side. A cell that still ends at an edge is reported as having
-    hit the bound. Selection uses the validation loss only, never a test metric.
+    hit the bound. Selection uses the validation loss only, never a test metric. With ``shared`` the
+    search and its extensions follow the validation loss averaged over a (size, task)'s sparsities.
     """
 
     grid: tuple[float, ...]
     factor: float = 2.0
     max_extensions: int = 2
+    # True: the cells of one (size, task) share one rate, the lowest validation loss averaged over their
+    # sparsity levels (``runs.pooled_losses``), so that a near-tie in one cell cannot give the dense and
+    # the sparse model of a comparison different rates. Not used by the published runs.
+    shared: bool = False
 
     def __post_init__(self):
         if not self.grid or any(not lr > 0 for lr in self.grid):

@@ -37,7 +37,7 @@ __all__ = [
     "pretraining_runs", "finetune_optim", "finetune_run", "search_runs", "next_rates", "chosen_lr",
     "runner_up_lr", "search_status", "final_runs_for", "eval_run", "dense_large_run", "pruning_runs",
     "random_static_run", "cell_of", "PRETRAIN_VARIANTS", "FinetunePlan", "grid_plan", "scaling_runs",
-    "isoflop_runs", "dynamic_spec", "dynamic_runs", "beyond_plan",
+    "isoflop_runs", "dynamic_spec", "dynamic_runs", "beyond_plan", "pooled_losses",
 ]
 
 STAGES = ("pretrain", "finetune", "eval", "prune", "beyond")
@@ -328,6 +328,18 @@ def runner_up_lr(losses: Mapping[float, float]) -> float | None:
     """The rate with the second-lowest validation loss, or None with a single rate."""
     ranked = _ranked(losses)
     return ranked[1][1] if len(ranked) > 1 else None
+
+
+def pooled_losses(cell_losses: Iterable[Mapping[float, float]]) -> dict[float, float]:
+    """The validation loss by rate averaged over several cells, at the rates every cell has tried
+    (``LRSearch.shared``: one rate for all sparsities of a size and task); a diverged run counts as
+    infinitely bad, so a rate that diverged anywhere is never chosen."""
+    cells = [dict(c) for c in cell_losses]
+    if not cells:
+        return {}
+    common = set(cells[0]).intersection(*cells[1:])
+    return {lr: sum(c[lr] if math.isfinite(c[lr]) else float("inf") for c in cells) / len(cells)
+            for lr in sorted(common)}
 
 
 def _extensions(lrs: Iterable[float], search: LRSearch) -> tuple[int, int]:

@@ -54,6 +54,7 @@ class SearchCell:
     variant: str = ""
     losses: dict[float, float] = field(default_factory=dict)
     requested: set[float] = field(default_factory=set)
+    base: R.PretrainRun | None = None  # the model the search fine-tunes, once it is pre-trained
     chosen: float | None = None
     runner_up: float | None = None
     status: str = "incomplete"
@@ -170,6 +171,7 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
     inline = many * len(groups) == 1 and groups[0].gpu in (None, 0)
     out: dict[str, dict[str, dict]] = {stage: {} for stage in R.STAGES if stage != "beyond"}
     cells: dict[tuple, SearchCell] = {}  # (size, sparsity, variant, task) -> its learning-rate search
+    searches: dict[tuple, list[SearchCell]] = {}  # the cells that choose their rate together
     cell_bases: dict[tuple, list] = {}  # (size, sparsity, variant) -> its pre-trained models
     for b in pre:
         plan = plans.get(b.run_id)
@@ -178,7 +180,10 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
         cell_bases.setdefault((b.size, b.sparsity, b.variant), []).append(b)
         if b.seed == plan.first_seed:
             for t in plan.tasks:
-                cells[(b.size, b.sparsity, b.variant, t)] = SearchCell(b.size, b.sparsity, t, plan, b.variant)
+                cell = cells[(b.size, b.sparsity, b.variant, t)] = SearchCell(b.size, b.sparsity, t, plan, b.variant)
+                # the cells that decide together: one, or every sparsity of a (size, task) with LRSearch.shared
+                key = (b.size, b.variant, t) if plan.search.shared else (b.size, b.sparsity, b.variant, t)
+                searches.setdefault(key, []).append(cell)
     finals: set[str] = set()
     seen: set[str] = set()
     missing: list = []
@@ -216,9 +221,9 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
             else:
                 add(r)
 
-    def decide(cell: SearchCell) -> None:
-        cell.chosen, cell.runner_up = R.chosen_lr(cell.losses), R.runner_up_lr(cell.losses)
-        cell.status = R.search_status(cell.losses, cell.plan.search)
+    def decide(cell: SearchCell, losses: dict) -> None:
+        cell.chosen, cell.runner_up = R.chosen_lr(losses), R.runner_up_lr(losses)
+        cell.status = R.search_status(losses, cell.plan.search)
         group = cell_bases[(cell.size, cell.sparsity, cell.variant)]
         for base in group:
             if base.run_id in out["pretrain"]:
@@ -229,9 +234,23 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
                                                     cell.plan.finetune_seeds[0])))
 
     def request(cell: SearchCell, base: R.PretrainRun, lrs) -> None:
+        cell.base = base
         cell.requested.update(lrs)
         for r in R.search_runs(profile, base, cell.task, lrs, cell.plan):
             add(r)
+
+    def advance(group: list[SearchCell]) -> None:
+        """Once every cell of a group has the losses of every rate it asked for: extend the search
+        (every cell of the group) or decide it (every cell), on the group's pooled losses."""
+        if any(c.base is None or not c.requested <= set(c.losses) for c in group):
+            return
+        losses = R.pooled_losses([c.losses for c in group]) if len(group) > 1 else dict(group[0].losses)
+        more = R.next_rates(losses, group[0].plan.search)
+        for c in group:
+            if more:
+                request(c, c.base, more)
+            else:
+                decide(c, losses)
 
     def done(run, result: dict) -> None:
         out[run.stage][run.run_id] = result
@@ -255,12 +274,8 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
                          and run.lr in cell.requested and cell.chosen is None)
             if is_search:
                 cell.losses[run.lr] = result["dev_loss"]
-                if cell.requested <= set(cell.losses):
-                    more = R.next_rates(cell.losses, cell.plan.search)
-                    if more:
-                        request(cell, run.base, more)
-                    else:
-                        decide(cell)
+                group = cell.plan.search.shared and (cell.size, cell.variant, cell.task)
+                advance(searches[group] if group else [cell])
             elif run.run_id in finals and run.base.run_id in evaluated:
                 add(R.eval_run(profile, run))
 

@@ -79,3 +79,26 @@ def test_a_published_profile_with_missing_results_stops_with_their_names(fake, t
 def test_unknown_stage_is_refused(fake, tmp_path):
     with pytest.raises(ValueError, match="unknown stages"):
         scheduler.run(_profile(), tmp_path / "tables", stages=("pretrain", "evaluate"), progress=False)
+
+
+def test_a_shared_search_gives_every_sparsity_of_a_size_the_rate_of_their_pooled_loss(fake, tmp_path):
+    # dense is best at 8e-3 and sparse at 2e-3: their mean loss is lowest at the geometric middle, 4e-3,
+    # the top of the grid, so the shared search extends once to 8e-3 (in every cell) and picks 4e-3
+    base = _profile()
+    search = dataclasses.replace(base.finetune.lr_search, shared=True)
+    profile = dataclasses.replace(base, finetune=dataclasses.replace(base.finetune, lr_search=search))
+    out = scheduler.run(profile, tmp_path / "tables", stages=("pretrain", "finetune", "eval"), progress=False)
+    cells = {c["sparsity"]: c for c in out["lr_search"]}
+    assert {c["chosen"] for c in cells.values()} == {4e-3} and {c["status"] for c in cells.values()} == {"interior"}
+    assert all(sorted(c["losses"]) == [1e-3, 2e-3, 4e-3, 8e-3] for c in cells.values())
+    assert {c["runner_up"] for c in cells.values()} == {2e-3}  # 2e-3 and 8e-3: mean losses 0.96 and 0.96; ties: smaller
+    finals = {r.base.sparsity for r in fake if r.stage == "finetune" and r.lr == 4e-3 and r.base.seed == 1}
+    assert finals == {0.0, 0.75}  # the other seeds' final runs at the shared rate
+
+
+def test_pooled_losses_average_the_rates_every_cell_tried():
+    from spdf_lib import runs as R
+
+    assert R.pooled_losses([{1e-3: 1.0, 2e-3: 3.0}, {1e-3: 2.0, 2e-3: 1.0, 4e-3: 0.0}]) == {1e-3: 1.5, 2e-3: 2.0}
+    assert R.pooled_losses([{1e-3: float("nan")}, {1e-3: 1.0}])[1e-3] == float("inf")
+    assert R.pooled_losses([]) == {}
