@@ -325,7 +325,7 @@ display(Markdown(findings.control_test_note(control)))
 # %%
 from spdf_lib import metrics
 
-finals = findings.final_evals(evals, out["lr_search"])
+finals = verdicts.final_evals(evals, out["lr_search"])
 scores = metrics.score_eval_results(finals, TABLES, P.name, {t.name: t.max_test_inputs for t in P.finetune.tasks})
 display(Markdown(findings.official_vs_sacrebleu_note(scores, finals)))
 for size, table in metrics.metric_tables(scores).items():

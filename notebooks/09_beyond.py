@@ -187,7 +187,7 @@ display(Markdown(figures.scaling_sentence(gaps, None, extrapolated)))
 # intervals):
 
 # %%
-grid_cells = verdicts.collect(scaling.chosen_rate_evals(out["eval"].values(), out["lr_search"]), out["lr_search"])
+grid_cells = verdicts.collect(out["eval"].values(), out["lr_search"])
 display(report.show(figures.size_downstream_table(grid_cells, P)))
 
 # %% [markdown]
@@ -222,8 +222,8 @@ figures.variant_figure(variants, verdicts.BLEU_MARGIN);
 #
 # On a GPU the masked weights are multiplied like any other, so a run's time follows its tokens, not its
 # FLOPs. The table prices each kind at the rate of one run alone on an idle GPU, measured for the large
-# model with its masks (the dense loop runs at the same rate, chapter 04), and, for the dynamic runs,
-# adds the measured time of each of their mask updates. The update cost was measured with an update
+# model with its masks (a masked step costs about as much as a dense one, chapter 04), and, for the
+# dynamic runs, adds the measured time of each of their mask updates. The update cost was measured with an update
 # every few steps and is counted per update here. SET draws its random scores on the CPU from a seeded
 # generator, so that a resumed run repeats an uninterrupted one, and copies them to the GPU; the
 # benchmark does not separate that from the rest of an update.

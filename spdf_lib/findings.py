@@ -626,13 +626,6 @@ def summary_note(results: Sequence[V.Verdict], noise: pd.DataFrame, cells: dict,
     return "\n".join(lines)
 
 
-def final_evals(eval_results: Iterable[dict], lr_search: Iterable[dict]) -> list[dict]:
-    """The evaluations of the final runs: the rate each cell's search chose (the runner-up rate's
-    evaluation, kept for the noise floor, left out), dense fine-tuning and the masks-kept control."""
-    chosen = V.chosen_rates(lr_search)
-    return [r for r in eval_results if r["lr"] == chosen.get((r["size"], r["task"], float(r["sparsity"])))]
-
-
 def official_vs_sacrebleu_note(scores: pd.DataFrame, eval_results: Iterable[dict]) -> str:
     """By task, how far the official scorer's BLEU lies from the book's sacreBLEU on the same outputs."""
     if scores.empty:
@@ -653,11 +646,6 @@ def official_vs_sacrebleu_note(scores: pd.DataFrame, eval_results: Iterable[dict
 STAGES_READ = ("pretrain", "finetune", "eval")
 
 
-def _grid_run(r: dict) -> bool:
-    """A run of chapter 05's grid (chapter 09's runs carry a non-empty ``variant``)."""
-    return not r.get("variant")
-
-
 def lr_search_from_finetunes(finetune_results: Iterable[dict], search, first_seed: int = 0,
                              first_ft_seed: int = 0) -> list[dict]:
     """The learning-rate search cells rebuilt from fine-tuning results, in the shape of the
@@ -669,7 +657,7 @@ def lr_search_from_finetunes(finetune_results: Iterable[dict], search, first_see
 
     grouped: dict = {}
     for r in finetune_results:
-        if not _grid_run(r) or r["keep_masks"] or r["pretrain_seed"] != first_seed or r["seed"] != first_ft_seed:
+        if not not V.variant_of(r) or r["keep_masks"] or r["pretrain_seed"] != first_seed or r["seed"] != first_ft_seed:
             continue
         key = (r["size"], float(r["sparsity"]), r["task"])
         grouped.setdefault(key, {})[float(r["lr"])] = float(r["dev_loss"])
@@ -847,7 +835,7 @@ class RerunCheck:
 def _pretrain_table(published: Iterable[dict], rerun: Iterable[dict], size: str, levels) -> pd.DataFrame:
     def by_cell(results):
         return {(float(r["sparsity"]), r["seed"]): float(r["val_ppl"]) for r in results
-                if _grid_run(r) and r["size"] == size and float(r["sparsity"]) in levels}
+                if not V.variant_of(r) and r["size"] == size and float(r["sparsity"]) in levels}
 
     pub, again = by_cell(published), by_cell(rerun)
     rows = []
@@ -928,9 +916,9 @@ def _runs_table(published: Iterable[dict], rerun: Iterable[dict]) -> pd.DataFram
 def _judged(stages: dict, size: str, levels, search, first_seed: int, first_ft_seed: int):
     """(lr_search, evaluations, H1 and H2 cells, {hypothesis: verdict}) of one size from one run's
     results, the verdicts read from that size's cells alone."""
-    finetunes = [r for r in stages["finetune"] if _grid_run(r) and r["size"] == size
+    finetunes = [r for r in stages["finetune"] if not V.variant_of(r) and r["size"] == size
                  and float(r["sparsity"]) in levels]
-    evals = [r for r in stages["eval"] if _grid_run(r) and r["size"] == size and float(r["sparsity"]) in levels]
+    evals = [r for r in stages["eval"] if not V.variant_of(r) and r["size"] == size and float(r["sparsity"]) in levels]
     lr_search = lr_search_from_finetunes(finetunes, search, first_seed, first_ft_seed)
     cells = V.collect(evals, lr_search)
     results = [V.verdict_h1(cells, [size], levels), V.verdict_h2(cells, [size], levels)]
@@ -1057,7 +1045,7 @@ def substituted_verdicts(published: dict, rerun: dict, profile, search=None) -> 
     first, first_ft = profile.pretrain_seeds[0], profile.finetune_seeds[0]
 
     def cells_of(stages: dict, sizes) -> dict:
-        keep = lambda r: _grid_run(r) and r["size"] in sizes and float(r["sparsity"]) in levels  # noqa: E731
+        keep = lambda r: not V.variant_of(r) and r["size"] in sizes and float(r["sparsity"]) in levels  # noqa: E731
         lr_search = lr_search_from_finetunes([r for r in stages["finetune"] if keep(r)], search, first, first_ft)
         return V.collect([r for r in stages["eval"] if keep(r)], lr_search)
 

@@ -31,10 +31,10 @@ import pandas as pd
 from . import stats
 from .flops import sparsifiable_weights
 from .model import get_config
-from .verdicts import METRIC, TASK_LABEL
+from .verdicts import METRIC, TASK_LABEL, final_evals, variant_of
 
-__all__ = ["VARIANT_ORDER", "variant_of", "run_label", "gap_frame", "GapTrend", "fit_gap_trend", "paper_targets",
-           "extrapolations", "pooled_contrast", "score_columns", "variant_frame", "chapter_inputs", "chosen_rate_evals", "answer_rules",
+__all__ = ["VARIANT_ORDER", "run_label", "gap_frame", "GapTrend", "fit_gap_trend", "paper_targets",
+           "extrapolations", "pooled_contrast", "score_columns", "variant_frame", "chapter_inputs", "answer_rules",
            "answers_frame", "gpu_time_frame", "dynamic_update_cost",
            "leave_one_out", "size_outcome"]
 
@@ -50,11 +50,6 @@ def _t(q: float, df: float) -> float:
     from scipy.stats import t
 
     return float(t.ppf(q, df))
-
-
-def variant_of(result: Mapping) -> str:
-    """The run kind of a result: its ``variant``, ``""`` (Chinchilla-length static mask) when missing."""
-    return str(result.get("variant") or "")
 
 
 def _level(sparsity) -> float:
@@ -412,18 +407,9 @@ def chapter_inputs(out: Mapping, profile) -> dict:
         "scaling": [r for rid, r in out["pretrain"].items() if rid in planned],
         "params": {size: sparsifiable_weights(get_config(size)) for size in b.family},
         "pretrain": [r for r in out["pretrain"].values() if of_size(r)],
-        "evals": [r for r in chosen_rate_evals(out["eval"].values(), out["lr_search"])
+        "evals": [r for r in final_evals(out["eval"].values(), out["lr_search"])
                   if of_size(r) and r.get("task") == b.task],
     }
-
-
-def chosen_rate_evals(eval_results: Iterable[Mapping], lr_search: Iterable[Mapping]) -> list[Mapping]:
-    """The evaluations of final runs: at the rate each cell's search chose, for the grid's cells and
-    chapter 09's alike (the runner-up rate's evaluation, kept for chapter 06's noise floor, is left out)."""
-    chosen = {(c["size"], _level(c["sparsity"]), c.get("variant") or "", c["task"]): float(c["chosen"])
-              for c in lr_search if c.get("chosen") is not None}
-    return [e for e in eval_results
-            if chosen.get((e["size"], _level(e["sparsity"]), variant_of(e), e["task"])) == float(e["lr"])]
 
 
 def answer_rules(margin: float) -> str:

@@ -55,6 +55,7 @@ class SearchCell:
     losses: dict[float, float] = field(default_factory=dict)
     requested: set[float] = field(default_factory=set)
     base: R.PretrainRun | None = None  # the model the search fine-tunes, once it is pre-trained
+    group: tuple = ()  # the cells that choose one rate together (``LRSearch.shared``), this one among them
     chosen: float | None = None
     runner_up: float | None = None
     status: str = "incomplete"
@@ -180,10 +181,11 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
         cell_bases.setdefault((b.size, b.sparsity, b.variant), []).append(b)
         if b.seed == plan.first_seed:
             for t in plan.tasks:
-                cell = cells[(b.size, b.sparsity, b.variant, t)] = SearchCell(b.size, b.sparsity, t, plan, b.variant)
                 # the cells that decide together: one, or every sparsity of a (size, task) with LRSearch.shared
-                key = (b.size, b.variant, t) if plan.search.shared else (b.size, b.sparsity, b.variant, t)
-                searches.setdefault(key, []).append(cell)
+                group = (b.size, b.variant, t) if plan.search.shared else (b.size, b.sparsity, b.variant, t)
+                cell = cells[(b.size, b.sparsity, b.variant, t)] = SearchCell(b.size, b.sparsity, t, plan, b.variant,
+                                                                              group=group)
+                searches.setdefault(group, []).append(cell)
     finals: set[str] = set()
     seen: set[str] = set()
     missing: list = []
@@ -274,8 +276,7 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
                          and run.lr in cell.requested and cell.chosen is None)
             if is_search:
                 cell.losses[run.lr] = result["dev_loss"]
-                group = cell.plan.search.shared and (cell.size, cell.variant, cell.task)
-                advance(searches[group] if group else [cell])
+                advance(searches[cell.group])
             elif run.run_id in finals and run.base.run_id in evaluated:
                 add(R.eval_run(profile, run))
 

@@ -31,7 +31,7 @@ from . import stats
 
 __all__ = [
     "METRIC", "TASK_LABEL", "PUBLISHED_DELTA", "PUBLISHED_VALUE", "BLEU_MARGIN", "MARGIN_REASON", "rules_markdown",
-    "Cell", "chosen_rates", "collect", "delta", "Verdict", "verdict_h1", "verdict_h2", "verdict_h3", "results_table",
+    "Cell", "variant_of", "chosen_rates", "final_evals", "collect", "delta", "Verdict", "verdict_h1", "verdict_h2", "verdict_h3", "results_table",
     "noise_floor", "DATA_TO_TEXT", "level_label",
 ]
 
@@ -126,9 +126,26 @@ class Cell:
         return math.sqrt(sum((x - m) ** 2 for x in means) / (len(means) - 1))
 
 
+def variant_of(result) -> str:
+    """The run kind of a result or search cell: ``""`` for the grid of chapters 04-06 (the static mask
+    at the Chinchilla length), else chapter 09's ``"isoflop"``, ``"rigl"`` or ``"set"``."""
+    return str(result.get("variant") or "")
+
+
 def chosen_rates(lr_search: Iterable[dict]) -> dict[tuple[str, str, float], float]:
-    """The learning rate each cell's search chose, by (size, task, sparsity)."""
-    return {(c["size"], c["task"], float(c["sparsity"])): c["chosen"] for c in lr_search}
+    """The learning rate each grid cell's search chose, by (size, task, sparsity); chapter 09's cells
+    (a ``variant``) are left out, so they never stand in for a grid cell of the same key."""
+    return {(c["size"], c["task"], float(c["sparsity"])): c["chosen"] for c in lr_search if not variant_of(c)}
+
+
+def final_evals(eval_results: Iterable[dict], lr_search: Iterable[dict]) -> list[dict]:
+    """The evaluations of final runs: at the rate each cell's search chose, grid and chapter 09 cells
+    alike (the runner-up rate's evaluation, kept for the noise floor, is left out), dense fine-tuning
+    and the masks-kept control."""
+    chosen = {(c["size"], round(float(c["sparsity"]), 6), variant_of(c), c["task"]): float(c["chosen"])
+              for c in lr_search if c.get("chosen") is not None}
+    return [e for e in eval_results
+            if chosen.get((e["size"], round(float(e["sparsity"]), 6), variant_of(e), e["task"])) == float(e["lr"])]
 
 
 def collect(eval_results: Iterable[dict], lr_search: Iterable[dict], keep_masks: bool = False) -> dict:
@@ -138,7 +155,7 @@ def collect(eval_results: Iterable[dict], lr_search: Iterable[dict], keep_masks:
     grouped: dict = {}
     for r in eval_results:
         key = (r["size"], r["task"], float(r["sparsity"]))
-        if bool(r["keep_masks"]) != keep_masks or key not in chosen or r["lr"] != chosen[key]:
+        if variant_of(r) or bool(r["keep_masks"]) != keep_masks or key not in chosen or r["lr"] != chosen[key]:
             continue
         values, losses = grouped.setdefault(key, ({}, {}))
         values.setdefault(r["pretrain_seed"], []).append(float(r["value"]))

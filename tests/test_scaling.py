@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from spdf_lib import figures, scaling, stats  # noqa: E402
+from spdf_lib import figures, scaling, stats, verdicts  # noqa: E402
 from spdf_lib.figures import beyond  # noqa: E402
 from spdf_lib.flops import sparsifiable_weights  # noqa: E402
 from spdf_lib.model import get_config  # noqa: E402
@@ -52,9 +52,9 @@ def synthetic_runs(seeds=(0, 1, 2), noise=0.01, rng_seed=0, sizes=PARAMS, levels
 # ------------------------------------------------------------------------------------- helpers
 
 def test_missing_variant_is_the_chinchilla_static_run():
-    assert scaling.variant_of({"size": "a"}) == ""
-    assert scaling.variant_of({"variant": None}) == ""
-    assert scaling.variant_of({"variant": "rigl"}) == "rigl"
+    assert verdicts.variant_of({"size": "a"}) == ""
+    assert verdicts.variant_of({"variant": None}) == ""
+    assert verdicts.variant_of({"variant": "rigl"}) == "rigl"
     # a run without ``variant`` counts as static in the gap; an iso-FLOP one does not
     runs = [pretrain("a", 0.0, 0, 3.0), pretrain("a", 0.0, 1, 3.2), pretrain("a", 0.5, 0, 3.5),
             pretrain("a", 0.5, 1, 3.7), pretrain("a", 0.5, 0, 9.0, variant="isoflop")]
@@ -435,14 +435,14 @@ def test_leave_one_out_refits_without_each_size():
     assert "leaving out any one size" in note or "rests on single sizes" in note
 
 
-def test_chosen_rate_evals_keep_only_final_runs_of_every_cell():
+def test_final_evals_keep_only_final_runs_of_every_cell():
     search = [{"size": "a", "sparsity": 0.75, "task": "e2e", "chosen": 1e-3},
               {"size": "a", "sparsity": 0.75, "task": "e2e", "variant": "rigl", "chosen": 2e-3}]
     evals = [{"size": "a", "sparsity": 0.75, "task": "e2e", "lr": 1e-3},
              {"size": "a", "sparsity": 0.75, "task": "e2e", "lr": 2e-3},  # the static cell's runner-up
              {"size": "a", "sparsity": 0.75, "task": "e2e", "lr": 2e-3, "variant": "rigl"},
              {"size": "a", "sparsity": 0.75, "task": "e2e", "lr": 1e-3, "variant": "rigl"}]  # rigl's runner-up
-    kept = scaling.chosen_rate_evals(evals, search)
+    kept = verdicts.final_evals(evals, search)
     assert kept == [evals[0], evals[2]]
 
 

@@ -106,3 +106,17 @@ def test_collect_keeps_the_chosen_rate_and_dense_fine_tuning_only():
     cells = V.collect(evals, _search(base))
     assert cells[("s", "e2e", 0.0)].mean == pytest.approx(60.0)
     assert cells[("s", "e2e", 0.0)].n_runs == 6
+
+
+def test_chapter_09_runs_never_enter_a_grid_cell():
+    """A chapter 09 search cell and its evaluations share (size, task, sparsity) with a grid cell; the
+    grid cell keeps its own chosen rate and its own runs."""
+    search = [{"size": "m", "task": "e2e", "sparsity": 0.75, "chosen": 1e-3},
+              {"size": "m", "task": "e2e", "sparsity": 0.75, "variant": "set", "chosen": 2e-3}]
+    evals = [{"size": "m", "task": "e2e", "sparsity": 0.75, "lr": 1e-3, "pretrain_seed": 0, "seed": 0,
+              "keep_masks": False, "value": 60.0, "test_loss": 1.0},
+             {"size": "m", "task": "e2e", "sparsity": 0.75, "lr": 1e-3, "pretrain_seed": 1, "seed": 0,
+              "keep_masks": False, "value": 10.0, "test_loss": 9.0, "variant": "set"}]
+    assert V.chosen_rates(search) == {("m", "e2e", 0.75): 1e-3}
+    cell = V.collect(evals, search)[("m", "e2e", 0.75)]
+    assert cell.values == {0: (60.0,)}
