@@ -76,8 +76,7 @@ class LRSearch:
     max_extensions: int = 2
     # True: the cells of one (size, task) share one rate, the lowest validation loss averaged over their
     # sparsity levels (``runs.pooled_losses``), so that a near-tie in one cell cannot give the dense and
-    # the sparse model of a comparison different rates. The grid of every profile uses it (chapter 06, "A
-    # second run of the small grid": per-cell choices flipped between two runs of the same profile).
+    # the sparse model of a comparison different rates. Not used by the published runs.
     shared: bool = False
 
     def __post_init__(self):
@@ -246,7 +245,7 @@ SMOKE = Profile(
     finetune=FinetuneSettings(
         tasks=tuple(TaskSettings(name=t, epochs=1, max_train_examples=48, max_test_inputs=6,
                                  max_dev_examples=12, max_new_tokens=12) for t in TASKS),
-        batch_size=8, lr_search=LRSearch(grid=(1e-3, 3e-3), factor=3.0, max_extensions=1, shared=True), max_len=128,
+        batch_size=8, lr_search=LRSearch(grid=(1e-3, 3e-3), factor=3.0, max_extensions=1), max_len=128,
         beam_size=2, no_repeat_ngram_size=3),
     pruning=PruningSettings(iterations=8, retrain_tokens=8 * 64 * 2),
     beyond=BeyondSettings(
@@ -274,7 +273,7 @@ CPU = Profile(
                TaskSettings("dart", epochs=1, max_train_examples=3000, max_test_inputs=100, max_dev_examples=200),
                TaskSettings("summarization", epochs=1, max_train_examples=400, max_test_inputs=60,
                             max_dev_examples=60)),
-        batch_size=16, lr_search=LRSearch(grid=(1e-3,), max_extensions=0, shared=True), max_len=256, beam_size=2),
+        batch_size=16, lr_search=LRSearch(grid=(1e-3,), max_extensions=0), max_len=256, beam_size=2),
     pruning=PruningSettings(iterations=8, retrain_tokens=40_000),
     beyond=BeyondSettings(
         family=("cpu-small", "cpu-large"), levels=(0.0, 0.75), scaling_seeds=(0,), size="cpu-large",
@@ -299,8 +298,7 @@ GPU = Profile(
                TaskSettings("webnlg", epochs=2),
                TaskSettings("dart", epochs=3),
                TaskSettings("summarization", epochs=3, max_new_tokens=0)),
-        batch_size=64, lr_search=LRSearch(grid=(2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3), factor=2.0, max_extensions=2,
-                                          shared=True),
+        batch_size=64, lr_search=LRSearch(grid=(2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3), factor=2.0, max_extensions=2),
         max_len=512, beam_size=4),
     pruning=PruningSettings(iterations=8, retrain_tokens=4_000_000),
     beyond=BeyondSettings(
