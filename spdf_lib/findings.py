@@ -9,7 +9,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -976,13 +976,14 @@ def rerun_check(published: dict, rerun: dict, size: str = "gpu-small", levels: S
                       runs=_runs_table(pub_evals, re_evals), verdicts=verdict_rows)
 
 
-def rerun_provenance(tables_root: Path, profile: str = "gpu") -> str:
-    """Where and how long the committed re-run of ``profile`` ran, from its logs in
-    ``tables_root/<profile>/rerun/logs/``: the GPU line of ``gpu_env.txt`` and the wall time of each
-    timed command of ``command_times.txt`` (unix-time ``start``/``end`` lines)."""
-    logs = Path(tables_root) / profile / "rerun" / "logs"
+def rerun_provenance(tables_root: Path, profile: str = "gpu", folder: str = "rerun", label: str = "re-run") -> str:
+    """Where and how long a committed second run of ``profile`` ran, from its logs in
+    ``tables_root/<profile>/<folder>/logs/``: the GPU line of ``gpu_env.txt`` and the wall time of each
+    timed command of ``command_times.txt`` (unix-time ``start``/``end`` lines). ``label`` names the run
+    in the sentence."""
+    logs = Path(tables_root) / profile / folder / "logs"
     if not logs.is_dir():
-        return f"There is no log of a re-run of profile `{profile}` in this checkout."
+        return f"There is no log of a {label} of profile `{profile}` in this checkout."
     env_path, times_path = logs / "gpu_env.txt", logs / "command_times.txt"
     gpu = None
     if env_path.exists():
@@ -999,9 +1000,9 @@ def rerun_provenance(tables_root: Path, profile: str = "gpu") -> str:
                 starts[name] = stamp
             elif name in starts:
                 spans.append((name, stamp - starts.pop(name), stamp))
-    where = f"`{Path(tables_root).name}/{profile}/rerun/logs/`"
-    text = (f"The re-run's log ({where}) gives its GPU as `{gpu}` (the first line of `gpu_env.txt`)"
-            if gpu else f"The re-run's log ({where}) does not name its GPU")
+    where = f"`{Path(tables_root).name}/{profile}/{folder}/logs/`"
+    text = (f"The {label}'s log ({where}) gives its GPU as `{gpu}` (the first line of `gpu_env.txt`)"
+            if gpu else f"The {label}'s log ({where}) does not name its GPU")
     if spans:
         import time
 
@@ -1081,3 +1082,152 @@ def rerun_summary(check: "RerunCheck", substituted: pd.DataFrame | None = None) 
         text += (" The verdicts above are therefore less stable than their intervals suggest; the section on the "
                  "second run shows where the changes come from.")
     return text
+
+
+# ----------------------------------------------------------------------------- the rate choice over several runs
+
+def _rate_text(losses: dict, search) -> str:
+    """The rate a search's losses choose, with ``(needs 0.008)`` when the rule would still try a rate."""
+    from .runs import chosen_lr, next_rates
+
+    if not losses:
+        return "not run"
+    more = next_rates(losses, search)
+    return f"{chosen_lr(losses):g}" + (f" (needs {', '.join(f'{lr:g}' for lr in more)})" if more else "")
+
+
+def rate_choices(runs: Mapping[str, dict], search, sizes: Sequence[str], levels: Sequence[float],
+                 first_seed: int = 0, first_ft_seed: int = 0) -> pd.DataFrame:
+    """For every (size, task) and every run (``runs``: name -> ``load_committed`` dict), the rate each
+    of two rules picks from that run's search fine-tunes (``lr_search_from_finetunes``): one rate per
+    cell (the sparsities of ``levels``, joined by ' / ') and one rate shared by the cells, the lowest
+    validation loss averaged over them (``runs.pooled_losses``) at the rates all of them tried. A
+    rate that the rule would still have extended past is marked '(needs ...)'; a size a run did not
+    compute reads 'not run'. The columns 'same per cell' and 'same shared' say whether every run that
+    has the (size, task) picked the same rates (ignoring the marks). A pure function of the results."""
+    from .runs import pooled_losses
+
+    levels = tuple(float(lv) for lv in levels)
+    searched = {name: lr_search_from_finetunes([r for r in stages["finetune"] if float(r["sparsity"]) in levels],
+                                               search, first_seed, first_ft_seed)
+                for name, stages in runs.items()}
+    rows = []
+    for size in sizes:
+        for task in V.METRIC:
+            row = {"size": size, "task": V.TASK_LABEL.get(task, task)}
+            per_cell, shared = {}, {}
+            for name, cells in searched.items():
+                by_level = {float(c["sparsity"]): c for c in cells if c["size"] == size and c["task"] == task}
+                if not all(lv in by_level for lv in levels):
+                    row[f"{name}: per cell"] = row[f"{name}: shared"] = "not run"
+                    continue
+                per_cell[name] = tuple(_rate_text(by_level[lv]["losses"], search) for lv in levels)
+                shared[name] = _rate_text(pooled_losses([by_level[lv]["losses"] for lv in levels]), search)
+                row[f"{name}: per cell"] = " / ".join(per_cell[name])
+                row[f"{name}: shared"] = shared[name]
+            if not per_cell:
+                continue
+            bare = lambda text: text.split(" ")[0]  # noqa: E731  the rate without its mark
+            row["same per cell"] = len({tuple(map(bare, v)) for v in per_cell.values()}) == 1
+            row["same shared"] = len({bare(v) for v in shared.values()}) == 1
+            row["runs"] = len(per_cell)
+            row["cells that moved"] = sum(len({bare(v[i]) for v in per_cell.values()}) > 1 for i in range(len(levels)))
+            rows.append(row)
+    columns = ["size", "task", *[f"{n}: {k}" for n in runs for k in ("per cell", "shared")], "runs", "same per cell",
+               "cells that moved", "same shared"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def rate_choices_sentence(frame: pd.DataFrame, levels: Sequence[float]) -> str:
+    """Counted from :func:`rate_choices`: in how many (size, task) searches computed by more than one
+    run each rule picked the same rates in every run."""
+    several = frame[frame["runs"] > 1]
+    if several.empty:
+        return "No (size, task) search was computed by more than one run: nothing to compare."
+    n, cells = len(several), len(several) * len(levels)
+    moved = int(several["cells that moved"].sum())
+    return (f"Over the {n} (size, task) searches computed by more than one run ({cells} cells), one rate per cell "
+            f"picked another rate in some run in {moved} of the {cells} cells ({n - int(several['same per cell'].sum())} "
+            f"of the {n} searches); one rate shared by the sparsities picked the same rate in every run in "
+            f"{int(several['same shared'].sum())} of the {n} searches.")
+
+
+def pretraining_across_runs(runs: Mapping[str, dict], sizes: Sequence[str], levels: Sequence[float]) -> pd.DataFrame:
+    """The validation perplexity of every pre-trained model (same key: size, sparsity, seed) in every
+    run of ``runs`` (name -> ``load_committed`` dict), 'not run' as NaN, and the largest relative
+    difference from the first run among those that have it (%). Chapter 09's runs are left out."""
+    levels = tuple(float(lv) for lv in levels)
+    names = list(runs)
+    table: dict = {}
+    for name, stages in runs.items():
+        for r in stages["pretrain"]:
+            if V.variant_of(r) or r["size"] not in sizes or float(r["sparsity"]) not in levels:
+                continue
+            table.setdefault((r["size"], float(r["sparsity"]), int(r["seed"])), {})[name] = float(r["val_ppl"])
+    order = {s: i for i, s in enumerate(sizes)}
+    rows = []
+    for key in sorted(table, key=lambda k: (order[k[0]], k[1], k[2])):
+        ppl = table[key]
+        first = ppl.get(names[0], math.nan)
+        others = [100 * (ppl[n] / first - 1) for n in names[1:] if n in ppl and not math.isnan(first)]
+        rows.append({"size": key[0], "sparsity": key[1], "seed": key[2],
+                     **{f"{n} val PPL": ppl.get(n, math.nan) for n in names},
+                     f"largest change from {names[0]} (%)": max(others, key=abs) if others else math.nan})
+    return pd.DataFrame(rows, columns=["size", "sparsity", "seed", *[f"{n} val PPL" for n in names],
+                                       f"largest change from {names[0]} (%)"])
+
+
+def same_key_evaluations(published: dict, other: dict) -> pd.DataFrame:
+    """Evaluations present in both runs under the same run id (chapter 09's left out), by task: the
+    other run's test metric minus the published one (mean, sd, largest) and the largest change of the
+    test-reference loss (nats)."""
+    keep = lambda stages: [r for r in stages["eval"] if not V.variant_of(r)]  # noqa: E731
+    return _runs_table(keep(published), keep(other))
+
+
+def command_progress(logs: Path) -> pd.DataFrame:
+    """How far a gpu run had got after each of its commands, from the summary line each command of
+    ``scripts/gpu_profile.sh`` prints at its end into ``logs/gpu_run.log`` (``{"profile": ..., "done":
+    {stage: count}, "wall_s": ...}``): per command, its wall time and the results done so far by stage
+    (computed or read). A log without such lines gives an empty frame; a missing log raises
+    FileNotFoundError naming it."""
+    path = Path(logs) / "gpu_run.log"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: no log of a gpu run there")
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            summary = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(summary, dict) or "done" not in summary:
+            continue
+        done = summary["done"]
+        rows.append({"command": len(rows) + 1, "wall s": float(summary.get("wall_s", math.nan)),
+                     "pre-trainings": done.get("pretrain", 0), "fine-tunes": done.get("finetune", 0),
+                     "evaluations": done.get("eval", 0)})
+    frame = pd.DataFrame(rows, columns=["command", "wall s", "pre-trainings", "fine-tunes", "evaluations"])
+    frame["wall s, cumulative"] = frame["wall s"].cumsum()
+    return frame
+
+
+def same_key_sentence(frame: pd.DataFrame, other: str, published: str = "published") -> str:
+    """One computed sentence from :func:`same_key_evaluations`: the largest same-key differences."""
+    if frame.empty:
+        return f"The {other} and the {published} run share no evaluation under the same run id."
+    parts = [f"{r['task']} by up to {r['max |difference|']:.2f} {r['metric']} ({r['runs']} runs, mean "
+             f"{r['mean difference']:+.2f})" for _, r in frame.iterrows()]
+    return (f"Under the same run ids, the {other}'s test scores differed from the {published} run's: "
+            + "; ".join(parts) + f"; the test-reference loss moved by at most "
+            f"{frame['max |test loss difference| (nats)'].max():.3f} nats.")
+
+
+def progress_table(logs: Mapping[str, Path]) -> pd.DataFrame:
+    """:func:`command_progress` of several runs (name -> logs folder), one frame with a 'run' column."""
+    frames = [command_progress(folder).assign(run=name) for name, folder in logs.items()]
+    if not frames:
+        return pd.DataFrame()
+    frame = pd.concat(frames, ignore_index=True)
+    return frame[["run", *[c for c in frame.columns if c != "run"]]]
