@@ -90,19 +90,29 @@ def worker_groups(gpus: Sequence[int], parent_visible: str | None = None) -> tup
 
 
 def pick_group(running: Sequence[int], pretraining: Sequence[int], *, is_pretraining: bool, slots: int,
-               pretrain_slots: int) -> int | None:
+               pretrain_slots: int, side_slots: int | None = None, pretraining_waits: bool = False) -> int | None:
     """The group a new run goes to, or None when none has room for it now.
 
     ``running[k]`` runs are running in group ``k``, ``pretraining[k]`` of them pre-training. A group
     has room while it runs fewer than ``slots`` runs and, for a pre-training run, fewer than
-    ``pretrain_slots`` pre-trainings. Among the groups with room the one running the fewest runs
-    wins (then the fewest pre-trainings, then the lowest index), so the runs spread evenly."""
+    ``pretrain_slots`` pre-trainings. With ``side_slots``, a run that is not a pre-training also needs
+    the group to run fewer than ``side_slots`` such runs whenever the group is pre-training or a
+    pre-training ``pretraining_waits`` to start (``Profile.side_workers``). Among the groups with room
+    the one running the fewest runs wins (then the fewest pre-trainings, then the lowest index), so
+    the runs spread evenly."""
     if len(running) != len(pretraining) or not running:
         raise ValueError(f"running and pretraining must give one count per group, got {running} and {pretraining}")
     if slots < 1 or pretrain_slots < 1:
         raise ValueError(f"slots and pretrain_slots must be at least 1, got {slots} and {pretrain_slots}")
+    if side_slots is not None and side_slots < 0:
+        raise ValueError(f"side_slots must be 0 or more, got {side_slots}")
+
+    def side_room(k: int) -> bool:
+        return (side_slots is None or not (pretraining[k] or pretraining_waits)
+                or running[k] - pretraining[k] < side_slots)
+
     room = [k for k in range(len(running))
-            if running[k] < slots and (not is_pretraining or pretraining[k] < pretrain_slots)]
+            if running[k] < slots and (pretraining[k] < pretrain_slots if is_pretraining else side_room(k))]
     if not room:
         return None
     return min(room, key=lambda k: (running[k], pretraining[k], k))

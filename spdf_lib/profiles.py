@@ -199,8 +199,17 @@ class Profile:
     beyond: BeyondSettings | None = None  # chapter 09 (None: the profile has no chapter 09 runs)
     workers: int = 1  # fine-tuning/evaluation runs side by side (processes sharing one GPU)
     pretrain_workers: int = 1  # pre-training runs side by side (larger models fill the GPU sooner)
+    # other runs (fine-tuning, evaluation, pruning) side by side while a pre-training runs or waits to start;
+    # None: up to ``workers`` (chapter 06: fine-tunes and evaluations can starve the pre-trainings)
+    side_workers: int | None = None
 
     def __post_init__(self):
+        if self.workers < 1 or self.pretrain_workers < 1:
+            raise ValueError(f"profile {self.name!r}: workers and pretrain_workers must be at least 1, got "
+                             f"{self.workers} and {self.pretrain_workers}")
+        if self.side_workers is not None and not 0 <= self.side_workers <= self.workers:
+            raise ValueError(f"profile {self.name!r}: side_workers must be None or between 0 and workers "
+                             f"({self.workers}), got {self.side_workers}")
         for name in ("pretrain_seeds", "finetune_seeds"):
             seeds = getattr(self, name)
             if not seeds or len(set(seeds)) != len(seeds):

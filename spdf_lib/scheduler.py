@@ -14,7 +14,8 @@ result is committed under ``tables/`` or cached is reused; any other run is comp
 Among the runs that are ready, pre-training goes first (the first pre-training seed before the
 others, larger models before smaller ones, at most ``profile.pretrain_workers`` at once: they fill
 the GPU), then the learning-rate search (it gates everything after it), then final runs, pruning and
-evaluations. After ``deadline`` nothing new starts and the running runs checkpoint, so a later call
+evaluations; with ``profile.side_workers``, at most that many of those run while a pre-training runs
+or waits. After ``deadline`` nothing new starts and the running runs checkpoint, so a later call
 resumes. On a machine with several GPUs the workers form one group per GPU, each group seeing its
 GPU only (``spdf_lib.placement``; ``gpus`` or ``SPDF_GPUS`` choose the GPUs): ``workers`` and
 ``profile.pretrain_workers`` count per GPU, and a run goes to the least busy GPU with room for it.
@@ -307,7 +308,9 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
                 k = placement.pick_group(
                     [sum(g == j for _, g in running.values()) for j in range(len(pools))],
                     [sum(g == j and isinstance(x, R.PretrainRun) for x, g in running.values()) for j in range(len(pools))],
-                    is_pretraining=isinstance(r, R.PretrainRun), slots=many, pretrain_slots=max(1, profile.pretrain_workers))
+                    is_pretraining=isinstance(r, R.PretrainRun), slots=many, pretrain_slots=max(1, profile.pretrain_workers),
+                    side_slots=None if profile.side_workers is None else min(profile.side_workers, many),
+                    pretraining_waits=any(isinstance(x[-1], R.PretrainRun) for x in (*ready, *held)))
                 if k is None:
                     held.append(item)
                     continue

@@ -146,3 +146,36 @@ def test_pinning_after_cuda_started_is_an_error(monkeypatch):
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
     placement.pin_worker(None)  # the CPU group leaves the environment alone
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_side_slots_cap_other_runs_only_while_pre_training_runs_or_waits():
+    # one GPU, 12 slots, 4 pre-training: 4 fine-tunes beside the pre-trainings, no more
+    running, pretraining = [8], [4]
+    assert pick_group(running, pretraining, is_pretraining=False, slots=12, pretrain_slots=4, side_slots=4) is None
+    assert pick_group([7], [4], is_pretraining=False, slots=12, pretrain_slots=4, side_slots=4) == 0
+    # the cap does not touch the pre-trainings themselves
+    assert pick_group([8], [3], is_pretraining=True, slots=12, pretrain_slots=4, side_slots=4) == 0
+    # a pre-training waiting to start counts although none runs
+    assert pick_group([4], [0], is_pretraining=False, slots=12, pretrain_slots=4, side_slots=4,
+                      pretraining_waits=True) is None
+    # once no pre-training runs or waits, every slot is open again
+    assert pick_group([11], [0], is_pretraining=False, slots=12, pretrain_slots=4, side_slots=4) == 0
+    # without the cap, the old rule
+    assert pick_group([8], [4], is_pretraining=False, slots=12, pretrain_slots=4) == 0
+    # per GPU: the GPU that is not pre-training takes the run
+    assert pick_group([5, 6], [4, 0], is_pretraining=False, slots=12, pretrain_slots=4, side_slots=1) == 1
+    with pytest.raises(ValueError, match="side_slots"):
+        pick_group([0], [0], is_pretraining=False, slots=1, pretrain_slots=1, side_slots=-1)
+
+
+def test_a_profiles_side_workers_must_fit_in_its_workers():
+    import dataclasses
+
+    from spdf_lib.profiles import SMOKE
+
+    assert dataclasses.replace(SMOKE, workers=4, side_workers=2).side_workers == 2
+    for bad in (-1, 5):
+        with pytest.raises(ValueError, match="side_workers"):
+            dataclasses.replace(SMOKE, workers=4, side_workers=bad)
+    with pytest.raises(ValueError, match="workers and pretrain_workers"):
+        dataclasses.replace(SMOKE, workers=0)

@@ -102,3 +102,26 @@ def test_pooled_losses_average_the_rates_every_cell_tried():
     assert R.pooled_losses([{1e-3: 1.0, 2e-3: 3.0}, {1e-3: 2.0, 2e-3: 1.0, 4e-3: 0.0}]) == {1e-3: 1.5, 2e-3: 2.0}
     assert R.pooled_losses([{1e-3: float("nan")}, {1e-3: 1.0}])[1e-3] == float("inf")
     assert R.pooled_losses([]) == {}
+
+
+def test_side_workers_reach_the_placement_rule_and_the_grid_still_completes(fake, tmp_path, monkeypatch):
+    from spdf_lib import placement
+
+    calls = []
+    original = placement.pick_group
+
+    def recording(running, pretraining, **kw):
+        calls.append(kw)
+        return original(running, pretraining, **kw)
+
+    monkeypatch.setattr(placement, "pick_group", recording)
+    capped = scheduler.run(_profile(side_workers=0), tmp_path / "tables", stages=("pretrain", "finetune", "eval"),
+                           progress=False)
+    side = [kw for kw in calls if not kw["is_pretraining"]]
+    assert side and all(kw["side_slots"] == 0 for kw in side)
+    calls.clear()
+    free = scheduler.run(_profile(), tmp_path / "other", stages=("pretrain", "finetune", "eval"), progress=False)
+    assert calls and all(kw["side_slots"] is None for kw in calls)
+    # the cap changes when runs start, never which runs there are
+    for stage in ("pretrain", "finetune", "eval"):
+        assert capped[stage].keys() == free[stage].keys()
