@@ -41,7 +41,7 @@ def command_windows(times_file: Path) -> list[tuple[float, float]]:
         stamp, what, step = line.split()[:3]
         if what == "start":
             starts[step] = float(stamp)
-        elif what == "end" and step in starts and step not in ("setup", "bench", "bench-dynamic"):
+        elif what == "end" and step in starts and step not in ("setup", "bench", "bench-dynamic", "bench-contention"):
             windows.append((starts.pop(step), float(stamp)))
     return windows
 

@@ -247,7 +247,9 @@ report.show(substituted)
 # A third run of the whole grid used it: the same code with shared rates, on the same kind of GPU
 # (printed below), from an empty cache. It did not finish. Its fine-tunes and evaluations took more
 # of the GPU than in the published run while the large models were still pre-training, so after two
-# of its commands it had far fewer pre-trained models (the progress table below); it then stopped,
+# of its commands it had far fewer pre-trained models (the progress table below). Its second command
+# ran with the profile's full number of worker processes, where the published run's second command
+# had been given fewer; that is the likely difference, though it was not isolated. It then stopped,
 # with no more GPU time available to it. It judges nothing, because its cells lack their later
 # pre-training seeds. What it did finish is the learning-rate search of every cell of both sizes on
 # the first pre-trained model, and that is enough for one question: **does each rule pick the same

@@ -7,6 +7,8 @@
 #                                             # on the idle GPU (the reference of bench_grid_throughput.py)
 #   bash scripts/gpu_device_step.sh bench-dynamic   # what RigL's and SET's mask updates cost on the GPU
 #                                             # (gpu-large, static mask vs the two, chapter 09)
+#   bash scripts/gpu_device_step.sh bench-contention   # what 4 or 8 fine-tunes or decodes beside a
+#                                             # gpu-large pre-training cost it (Profile.side_workers; ~3 min)
 #   bash scripts/gpu_device_step.sh 8.5       # later calls: unpack what came along, then run or
 #                                             # resume the profile for at most 8.5 minutes
 #   STAGES=beyond bash scripts/gpu_device_step.sh 8.5   # chapter 09's stage instead of the grid: its
@@ -24,7 +26,7 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export SPDF_DATA=${SPDF_DATA:-/root/spdf_data} SPDF_CACHE=${SPDF_CACHE:-/root/spdf_cache}
 export TABLES=${TABLES:-/root/spdf_tables} OUT=${OUT:-/tmp/out}
-STEP=${1:?usage: gpu_device_step.sh setup|bench|bench-dynamic|MINUTES}
+STEP=${1:?usage: gpu_device_step.sh setup|bench|bench-dynamic|bench-contention|MINUTES}
 export STAGES=${STAGES:-pretrain,finetune,eval,prune}
 LOG=$(dirname "$TABLES")/spdf_run.log
 [ "$STAGES" = beyond ] && LOG=$(dirname "$TABLES")/spdf_run_beyond.log
@@ -55,6 +57,8 @@ if [ "$STEP" = bench ]; then
 elif [ "$STEP" = bench-dynamic ]; then
   python3 benchmarks/bench_pretrain_throughput.py --presets gpu-large --loops masked,rigl,set --rounds 1 \
     --windows 4 --dynamic-interval 20 --json "$OUT/dynamic_cost.json" 2>&1 | tee "$OUT/dynamic_cost.log"
+elif [ "$STEP" = bench-contention ]; then
+  python3 benchmarks/bench_contention.py 2>&1 | tee "$OUT/contention.log"
 elif [ "$STEP" != setup ]; then
   MINUTES=$STEP TABLES=$TABLES bash scripts/gpu_profile.sh 2>&1 | grep --line-buffered -v "^data root:" | tee -a "$LOG"
   status=$?
