@@ -12,6 +12,11 @@ the same kind (measured by ``bench_pretrain_throughput.py --loops dense --json``
   the last, against one fine-tuning process alone.
 
 A ratio of at least 1 means the schedule gets at least as much out of the GPU as one run alone.
+Then the whole: every computed run of a size whose alone rate was measured (gpu-large: pre-training
+tokens at the pre-training rate alone, fine-tuning steps at the fine-tuning rate alone) counted as
+the seconds it would take alone, their sum over the wall time of the commands. That is a lower
+bound of the work done in units of one run alone: the runs of other sizes and every evaluation are
+left out, and the fine-tuning rate alone was timed on E2E-like batches, the shortest of the tasks.
 
     python benchmarks/bench_grid_throughput.py --tables tables/gpu \\
         --alone-pretrain tables/gpu/benchmarks/pretrain_alone_h200.json \\
@@ -109,6 +114,16 @@ def main() -> None:
             one = float(m.group(2))
             line += f"; one process alone {one:.1f} steps/s; ratio {ft_steps / ft_wall / one:.2f}x"
     print(line)
+    if args.alone_finetune and m:
+        counted = [r for r in runs.values() if r.get("size") == "gpu-large"]
+        alone_s = (sum(r["tokens"] for (s, _), r in runs.items() if s == "pretrain" and r.get("size") == "gpu-large")
+                   / alone_rate
+                   + sum(r["steps"] for (s, _), r in runs.items() if s == "finetune" and r.get("size") == "gpu-large")
+                   / one)
+        wall = sum(end - start for start, end in windows)
+        print(f"all together: the {len(counted)} gpu-large runs computed would take {alone_s:,.0f} s one at a time "
+              f"alone; the commands took {wall:,.0f} s: {alone_s / wall:.2f}x one run alone, a lower bound "
+              f"(the other sizes' runs and every evaluation are left out)")
 
 
 if __name__ == "__main__":
