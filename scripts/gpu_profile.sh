@@ -7,10 +7,11 @@
 # install, or PYTHONPATH=. with torch, datasets, tokenizers and sacrebleu present) and the data
 # under $SPDF_DATA (see the README of the data folder). Chapters 04-08 then read $TABLES.
 # STAGES=beyond runs chapter 09's stage instead of the grid (chapter 09 reads it); SIZES=gpu-small
-# re-runs the grid of one size only (the re-run check of chapter 06).
+# re-runs the grid of one size only (the re-run check of chapter 06); WORKERS and SIDE_WORKERS override
+# the profile's workers and side_workers (each command's summary line in the log records them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1
 TABLES=${TABLES:-tables}
 exec python3 -m spdf_lib.experiments --profile gpu --stages "${STAGES:-pretrain,finetune,eval,prune}" \
-  --tables-dir "$TABLES" ${MINUTES:+--minutes "$MINUTES"} ${WORKERS:+--workers "$WORKERS"} ${SIZES:+--sizes "$SIZES"}
+  --tables-dir "$TABLES" ${MINUTES:+--minutes "$MINUTES"} ${WORKERS:+--workers "$WORKERS"} ${SIDE_WORKERS:+--side-workers "$SIDE_WORKERS"} ${SIZES:+--sizes "$SIZES"}

@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", required=True)
     parser.add_argument("--tables-dir", default=str(store.REPO_ROOT / "tables"))
     parser.add_argument("--workers", type=int, default=None, help="runs side by side per GPU (default: the profile's)")
+    parser.add_argument("--side-workers", type=int, default=None,
+                        help="at most this many runs other than pre-training side by side per GPU while a "
+                             "pre-training runs or waits (default: the profile's side_workers)")
     parser.add_argument("--gpus", default=None, help="GPUs to spread the runs over: 'all' or indices such as 0,1 "
                                                      "(default: $SPDF_GPUS, else every GPU)")
     parser.add_argument("--minutes", type=float, default=None,
@@ -45,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
             if unknown or not sizes:
                 raise ValueError(f"--sizes {args.sizes!r}: choose among the profile's sizes {profile.sizes}")
             profile = dataclasses.replace(profile, sizes=sizes)
+        if args.workers is not None or args.side_workers is not None:  # checked by Profile against each other
+            profile = dataclasses.replace(profile, workers=profile.workers if args.workers is None else args.workers,
+                                          side_workers=profile.side_workers if args.side_workers is None
+                                          else args.side_workers)
         if scheduler.needs_gpu(profile):
             raise RuntimeError(f"profile {profile.name!r} is computed on a CUDA GPU and none is available here")
         import torch
@@ -65,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     counts = {stage: len(res) for stage, res in out.items() if stage in STAGES}
     edge = sum(c["status"].startswith("bound") for c in out["lr_search"])
     print(json.dumps({"profile": profile.name, "done": counts, "lr_cells": len(out["lr_search"]),
-                      "lr_bound_hit": edge, "wall_s": round(time.time() - t0, 1)}))
+                      "lr_bound_hit": edge, "wall_s": round(time.time() - t0, 1), "workers": profile.workers,
+                      "pretrain_workers": profile.pretrain_workers, "side_workers": profile.side_workers}))
     return 0
 
 

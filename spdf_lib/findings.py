@@ -1189,7 +1189,8 @@ def command_progress(logs: Path) -> pd.DataFrame:
     """How far a gpu run had got after each of its commands, from the summary line each command of
     ``scripts/gpu_profile.sh`` prints at its end into ``logs/gpu_run.log`` (``{"profile": ..., "done":
     {stage: count}, "wall_s": ...}``): per command, its wall time and the results done so far by stage
-    (computed or read). A log without such lines gives an empty frame; a missing log raises
+    (computed or read), and the worker processes it ran with when the line records them (logs written
+    before it did read 'not logged'). A log without such lines gives an empty frame; a missing log raises
     FileNotFoundError naming it."""
     path = Path(logs) / "gpu_run.log"
     if not path.exists():
@@ -1207,8 +1208,8 @@ def command_progress(logs: Path) -> pd.DataFrame:
         done = summary["done"]
         rows.append({"command": len(rows) + 1, "wall s": float(summary.get("wall_s", math.nan)),
                      "pre-trainings": done.get("pretrain", 0), "fine-tunes": done.get("finetune", 0),
-                     "evaluations": done.get("eval", 0)})
-    frame = pd.DataFrame(rows, columns=["command", "wall s", "pre-trainings", "fine-tunes", "evaluations"])
+                     "evaluations": done.get("eval", 0), "workers": summary.get("workers", "not logged")})
+    frame = pd.DataFrame(rows, columns=["command", "wall s", "pre-trainings", "fine-tunes", "evaluations", "workers"])
     frame["wall s, cumulative"] = frame["wall s"].cumsum()
     return frame
 

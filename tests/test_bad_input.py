@@ -365,6 +365,8 @@ def test_a_full_disk_is_reported_before_the_first_chapter(env, monkeypatch, faul
 @pytest.mark.parametrize("args,code,pattern", [
     (("--profile", "huge"), 2, r"unknown profile 'huge'"),
     (("--profile", "smoke", "--stages", "pretrain,bogus"), 2, r"unknown stages \['bogus'\]"),
+    (("--profile", "smoke", "--side-workers", "3"), 2, r"side_workers must be None or between 0 and workers \(1\)"),
+    (("--profile", "smoke", "--workers", "0"), 2, r"workers and pretrain_workers must be at least 1"),
 ])
 def test_the_experiment_runner_rejects_bad_input_and_writes_nothing(env, args, code, pattern):
     result = _cli(env, "spdf_lib.experiments", *args, "--tables-dir", str(env / "tables"))

@@ -114,12 +114,13 @@ def test_command_progress_reads_each_commands_summary_line(tmp_path):
         '{"profile": "gpu", "done": {"pretrain": 2, "finetune": 5, "eval": 1, "prune": 0}, "wall_s": 100.0}',
         "{not json",
         '{"something": "else"}',
-        '{"profile": "gpu", "done": {"pretrain": 3, "finetune": 9}, "wall_s": 50.5}',
+        '{"profile": "gpu", "done": {"pretrain": 3, "finetune": 9}, "wall_s": 50.5, "workers": 5}',
     ]))
     frame = findings.command_progress(tmp_path)
     assert list(frame["command"]) == [1, 2]
     assert list(frame["pre-trainings"]) == [2, 3] and list(frame["evaluations"]) == [1, 0]
     assert list(frame["wall s, cumulative"]) == [100.0, 150.5]
+    assert list(frame["workers"]) == ["not logged", 5]
     both = findings.progress_table({"x": tmp_path, "y": tmp_path})
     assert list(both["run"]) == ["x", "x", "y", "y"] and both.columns[0] == "run"
     with pytest.raises(FileNotFoundError, match="gpu_run.log"):
