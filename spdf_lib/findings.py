@@ -652,22 +652,32 @@ def lr_search_from_finetunes(finetune_results: Iterable[dict], search, first_see
     scheduler's ``lr_search`` entries (size, sparsity, task, losses {lr: dev_loss}, chosen, runner_up,
     status). The search runs are the dense fine-tunings (masks not kept) of the ``first_seed``
     pre-trained model with the ``first_ft_seed`` fine-tuning seed; chapter 09's runs are left out.
-    ``search`` (a ``profiles.LRSearch``) decides the status. A pure function."""
-    from .runs import chosen_lr, runner_up_lr, search_status
+    ``search`` (a ``profiles.LRSearch``) decides the status; with ``search.shared`` every cell of a
+    (size, task) takes the choice, runner-up and status of the losses averaged over its sparsities
+    (``runs.pooled_losses``, also given as ``pooled``), as the scheduler decides them. A pure function."""
+    from .runs import chosen_lr, pooled_losses, runner_up_lr, search_status
 
     grouped: dict = {}
     for r in finetune_results:
-        if not not V.variant_of(r) or r["keep_masks"] or r["pretrain_seed"] != first_seed or r["seed"] != first_ft_seed:
+        if V.variant_of(r) or r["keep_masks"] or r["pretrain_seed"] != first_seed or r["seed"] != first_ft_seed:
             continue
         key = (r["size"], float(r["sparsity"]), r["task"])
         grouped.setdefault(key, {})[float(r["lr"])] = float(r["dev_loss"])
+    pooled = {}
+    if search.shared:
+        for size, task in {(k[0], k[2]) for k in grouped}:
+            pooled[(size, task)] = pooled_losses([v for k, v in grouped.items() if (k[0], k[2]) == (size, task)])
     task_order = {t: i for i, t in enumerate(V.METRIC)}
     out = []
     for (size, sparsity, task) in sorted(grouped, key=lambda k: (k[0], k[1], task_order.get(k[2], len(task_order)),
                                                                  k[2])):
         losses = dict(sorted(grouped[(size, sparsity, task)].items()))
-        out.append({"size": size, "sparsity": sparsity, "task": task, "losses": losses, "chosen": chosen_lr(losses),
-                    "runner_up": runner_up_lr(losses), "status": search_status(losses, search)})
+        decide = pooled.get((size, task), losses)
+        cell = {"size": size, "sparsity": sparsity, "task": task, "losses": losses, "chosen": chosen_lr(decide),
+                "runner_up": runner_up_lr(decide), "status": search_status(decide, search)}
+        if search.shared:
+            cell["pooled"] = decide
+        out.append(cell)
     return out
 
 
@@ -1107,9 +1117,12 @@ def rate_choices(runs: Mapping[str, dict], search, sizes: Sequence[str], levels:
     has the (size, task) picked the same rates (ignoring the marks). A pure function of the results."""
     from .runs import pooled_losses
 
+    import dataclasses
+
     levels = tuple(float(lv) for lv in levels)
+    per_cell_search = dataclasses.replace(search, shared=False)  # each rule is applied here, whatever the profile's
     searched = {name: lr_search_from_finetunes([r for r in stages["finetune"] if float(r["sparsity"]) in levels],
-                                               search, first_seed, first_ft_seed)
+                                               per_cell_search, first_seed, first_ft_seed)
                 for name, stages in runs.items()}
     rows = []
     for size in sizes:

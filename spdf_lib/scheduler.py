@@ -60,12 +60,13 @@ class SearchCell:
     chosen: float | None = None
     runner_up: float | None = None
     status: str = "incomplete"
+    pooled: dict[float, float] | None = None  # the group's averaged losses the choice was made on (shared)
 
     def as_dict(self) -> dict:
         return {"size": self.size, "sparsity": self.sparsity, "task": self.task,
                 **({"variant": self.variant} if self.variant else {}),
                 "losses": dict(sorted(self.losses.items())), "chosen": self.chosen, "runner_up": self.runner_up,
-                "status": self.status}
+                "status": self.status, **({"pooled": dict(sorted(self.pooled.items()))} if self.pooled else {})}
 
 
 def needs_gpu(profile: Profile) -> bool:
@@ -227,6 +228,7 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
     def decide(cell: SearchCell, losses: dict) -> None:
         cell.chosen, cell.runner_up = R.chosen_lr(losses), R.runner_up_lr(losses)
         cell.status = R.search_status(losses, cell.plan.search)
+        cell.pooled = dict(losses) if cell.plan.search.shared else None
         group = cell_bases[(cell.size, cell.sparsity, cell.variant)]
         for base in group:
             if base.run_id in out["pretrain"]:

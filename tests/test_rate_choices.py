@@ -167,3 +167,11 @@ def test_the_committed_rate_comparison_covers_both_sizes():
     assert len(frame) == len(GPU.sizes) * len(GPU.finetune.tasks)
     assert set(frame.loc[frame["size"] == GPU.sizes[0], "runs"]) == {3}
     assert set(frame.loc[frame["size"] == GPU.sizes[1], "runs"]) == {2}
+
+
+def test_the_comparison_applies_both_rules_whatever_the_search_it_is_given_says():
+    import dataclasses
+
+    shared = dataclasses.replace(SEARCH, shared=True)
+    runs = {"a": _run(FIRST), "b": _run(SECOND)}
+    assert findings.rate_choices(runs, shared, ["s"], LEVELS).equals(findings.rate_choices(runs, SEARCH, ["s"], LEVELS))

@@ -94,6 +94,20 @@ def test_a_shared_search_gives_every_sparsity_of_a_size_the_rate_of_their_pooled
     assert {c["runner_up"] for c in cells.values()} == {2e-3}  # 2e-3 and 8e-3: mean losses 0.96 and 0.96; ties: smaller
     finals = {r.base.sparsity for r in fake if r.stage == "finetune" and r.lr == 4e-3 and r.base.seed == 1}
     assert finals == {0.0, 0.75}  # the other seeds' final runs at the shared rate
+    assert all(c["pooled"][4e-3] == min(c["pooled"].values()) for c in cells.values())
+    # chapter 06 rebuilds the same decisions from the fine-tuning results alone
+    from spdf_lib import findings
+
+    rows = [{"size": r.base.size, "sparsity": r.base.sparsity, "pretrain_seed": r.base.seed, "task": r.task,
+             "lr": r.lr, "seed": r.seed, "keep_masks": r.keep_masks, "dev_loss": out["finetune"][r.run_id]["dev_loss"]}
+            for r in fake if r.stage == "finetune"]
+    rebuilt = {c["sparsity"]: c for c in findings.lr_search_from_finetunes(rows, search)}
+    for level, cell in cells.items():
+        assert {k: rebuilt[level][k] for k in ("chosen", "runner_up", "status", "losses", "pooled")} == \
+            {k: cell[k] for k in ("chosen", "runner_up", "status", "losses", "pooled")}
+    # per cell, the same losses choose differently: dense alone would take 8e-3, at the edge
+    per_cell = {c["sparsity"]: c for c in findings.lr_search_from_finetunes(rows, base.finetune.lr_search)}
+    assert per_cell[0.0]["chosen"] == 8e-3 and per_cell[0.75]["chosen"] == 2e-3 and "pooled" not in per_cell[0.0]
 
 
 def test_pooled_losses_average_the_rates_every_cell_tried():
