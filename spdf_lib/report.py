@@ -346,7 +346,9 @@ def lr_search_table(lr_search: Iterable[dict]) -> pd.DataFrame:
 
 def lr_search_figure(lr_search: Iterable[dict], sizes: Sequence[str], tasks: Sequence[str]):
     """Figure: validation loss against learning rate for every cell (rows: sizes, columns: tasks, one
-    line per pre-training sparsity, the chosen rate ringed; a diverged rate, non-finite, left out)."""
+    line per pre-training sparsity, the chosen rate ringed; a diverged rate, non-finite, left out).
+    Cells that share their rate (``LRSearch.shared``: their entries carry ``pooled``) get the averaged
+    curve the choice was made on, dashed in black, with the shared rate ringed on it."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.ticker import NullFormatter, NullLocator
@@ -357,14 +359,23 @@ def lr_search_figure(lr_search: Iterable[dict], sizes: Sequence[str], tasks: Seq
         for j, task in enumerate(tasks):
             ax = axes[i][j]
             tried = set()
-            for c in sorted((c for c in cells if c["size"] == size and c["task"] == task), key=lambda c: c["sparsity"]):
+            panel = [c for c in cells if c["size"] == size and c["task"] == task]
+            pooled = next((c for c in panel if c.get("pooled")), None)
+            if pooled is not None:
+                mean = sorted((float(lr), v) for lr, v in pooled["pooled"].items() if math.isfinite(v))
+                ax.plot([lr for lr, _ in mean], [v for _, v in mean], "s--", color="black", markersize=3,
+                        label="mean of the sparsities")
+                at = dict(mean).get(float(pooled["chosen"])) if pooled["chosen"] is not None else None
+                if at is not None:
+                    ax.plot([float(pooled["chosen"])], [at], "o", markersize=10, markerfacecolor="none", color="black")
+            for c in sorted(panel, key=lambda c: c["sparsity"]):
                 finite = sorted((lr, v) for lr, v in _rates(c).items() if math.isfinite(v))
                 tried |= {lr for lr, _ in finite}
                 colour = LEVEL_COLOURS.get(c["sparsity"], "tab:gray")
                 ax.plot([lr for lr, _ in finite], [v for _, v in finite], "o-", color=colour, markersize=3,
                         label=level_label(c["sparsity"]))
                 chosen = dict(finite).get(float(c["chosen"])) if c["chosen"] is not None else None
-                if chosen is not None:
+                if chosen is not None and pooled is None:
                     ax.plot([float(c["chosen"])], [chosen], "o", markersize=10, markerfacecolor="none", color=colour)
             ax.set_xscale("log")
             ax.xaxis.set_minor_locator(NullLocator())
@@ -391,9 +402,11 @@ def lr_search_note(lr_search: Sequence[dict], profile) -> str:
         return (f"This profile tries a single learning rate ({search.grid[0]:g}): nothing is chosen, and no claim "
                 f"about the best rate can be made.")
     counts = pd.Series([c["status"] for c in cells]).value_counts().to_dict()
+    lead = ("The sparsities of each size and task share one rate, the lowest of their averaged validation loss "
+            "(the dashed curves); every cell below carries the status of its shared search. " if search.shared else "")
     extended = sum(c["losses"] and (min(map(float, c["losses"])) < min(search.grid)
                                      or max(map(float, c["losses"])) > max(search.grid)) for c in cells)
-    text = (f"Of the {len(cells)} cells, the best validation loss is interior in {counts.get('interior', 0)}; "
+    text = lead + (f"Of the {len(cells)} cells, the best validation loss is interior in {counts.get('interior', 0)}; "
             f"{extended} needed the search extended past the initial grid of {len(search.grid)} rates (by a factor "
             f"of {search.factor:g}, at most {search.max_extensions} time{'' if search.max_extensions == 1 else 's'} "
             f"on each side).")
