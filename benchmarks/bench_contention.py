@@ -3,7 +3,8 @@
 The gpu profile trains up to ``profile.pretrain_workers`` models while fine-tunes and evaluations run
 beside them in other processes (``spdf_lib.scheduler``). Processes on one GPU share it by turns, so
 every side run takes GPU time from the pre-trainings, which gate everything after them; chapter 06
-shows a run of the grid whose side work left it with half its pre-trained models after two commands.
+shows a run of the grid that, with more side work done, had fewer of its pre-trainings finished after
+two commands than the published run.
 This benchmark measures the trade-off. One pre-training (the book's loop, ``spdf_lib.training.train``,
 compiled on CUDA) runs for the whole benchmark; beside it, in timed phases, ``k`` side processes run
 one kind of side work, on random data shaped like the grid's:
@@ -12,12 +13,16 @@ one kind of side work, on random data shaped like the grid's:
 * ``decode``: beam search as the evaluations decode (``spdf_lib.model.generate``, beam 4, at most 64
   new tokens, 64 prompts of 20 to 80 tokens per call).
 
-Before the pre-training starts, one side process of each kind runs alone, for its rate alone. For
+Before the pre-training starts, one side process of each kind runs alone, for its rate alone (with
+the thread count the phases give each process). The pre-training's rate is read between points
+where it waited for the GPU (every 25 steps), over the window every side process of a phase was
+working, and a phase whose side processes started late says so. For
 every phase it prints the pre-training's tokens/s against its own phases with nothing beside it,
 the side work done per second, and the sum of both in units of one run alone (pre-training ratio
 plus side rate over the side rate alone): above 1, sharing the GPU gets more done than running the
 same work one run at a time; the pre-training ratio says how much the runs that gate the grid were
-slowed to get it.
+slowed to get it. One pre-training with ``gpu-small`` side runs is a simplification of the grid, which
+runs up to four pre-trainings and side runs of both sizes (``--side-preset gpu-large`` for the other).
 
     python benchmarks/bench_contention.py                                  # the gpu profile's shapes
     python benchmarks/bench_contention.py --preset smoke-small --side-preset smoke-small --seconds 3 \\
@@ -34,6 +39,9 @@ import time
 import torch
 
 from spdf_lib.model import IGNORE_INDEX
+
+
+SYNC_EVERY = 25  # pre-training steps between two time stamps
 
 
 class _Stop(Exception):
@@ -61,8 +69,11 @@ def _pretrain(preset: str, level: float, vocab: int, batch: int, seq: int, threa
     def batch_at(step):
         if stop.is_set():
             raise _Stop
-        marks.append(time.time())
-        if step == 30:
+        if step % SYNC_EVERY == 0:  # wait for the GPU, so that the time stamps the work done
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            marks.append(time.time())
+        if step == 3 * SYNC_EVERY:
             ready.set()  # compiled and past the first steps
         return batches[step % len(batches)]
 
@@ -74,9 +85,10 @@ def _pretrain(preset: str, level: float, vocab: int, batch: int, seq: int, threa
     out.put(marks)
 
 
-def _side(job) -> tuple[int, float]:
+def _side(job) -> tuple[int, float, float, float]:
     """One side process: warm up, wait for ``start_at``, then work for ``seconds``; returns (units done
-    in the window, window seconds). Units: fine-tuning steps, or prompts decoded."""
+    in the window, window seconds, time its work started, time it ended). Units: fine-tuning steps, or
+    prompts decoded."""
     kind, preset, vocab, seconds, seed, start_at, threads = job
     from spdf_lib import training
     from spdf_lib.model import GPT, generate, get_config
@@ -101,6 +113,8 @@ def _side(job) -> tuple[int, float]:
 
         training.train(model, batch_at=batch_at, optim=training.OptimConfig(lr=1e-4, total_steps=10, warmup_steps=1),
                        device=device, progress=False)  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         while time.time() < start_at:
             time.sleep(0.01)
         marks.clear()
@@ -110,7 +124,9 @@ def _side(job) -> tuple[int, float]:
                            device=device, progress=False, deadline=start_at + seconds)
         except training.DeadlineReached:
             pass
-        return max(0, len(marks) - 1), (marks[-1] - marks[0]) if len(marks) > 1 else seconds
+        if len(marks) < 2:
+            return 0, seconds, start_at, start_at + seconds
+        return len(marks) - 1, marks[-1] - marks[0], marks[0], marks[-1]
     if kind != "decode":
         raise ValueError(f"side kind must be finetune or decode, got {kind!r}")
     prompts = [torch.randint(0, vocab, (int(torch.randint(20, 81, (1,), generator=g)),), generator=g).tolist()
@@ -129,21 +145,27 @@ def _side(job) -> tuple[int, float]:
     while time.time() < start_at + seconds:
         decode()
         done += len(prompts)
-    return done, time.time() - t0
+    t1 = time.time()
+    return done, t1 - t0, t0, t1
 
 
 def _phase(pool_size: int, kind: str, preset: str, vocab: int, seconds: float, warmup: float, threads: int):
-    """Run ``pool_size`` side processes of ``kind`` at once; (window start, window end, units/s in total)."""
+    """Run ``pool_size`` side processes of ``kind`` at once; (start, end, units/s in total) over the
+    window in which every one of them was working, and how late the last one started (s)."""
     start_at = time.time() + warmup + 1.0 * pool_size
     jobs = [(kind, preset, vocab, seconds, i, start_at, threads) for i in range(pool_size)]
     with mp.get_context("spawn").Pool(pool_size) as pool:
         done = pool.map(_side, jobs)
-    return start_at, start_at + seconds, sum(units / wall for units, wall in done)
+    first, last = max(d[2] for d in done), min(d[3] for d in done)
+    return first, last, sum(units / wall for units, wall, _, _ in done), max(0.0, first - start_at)
 
 
 def _rate(marks: list[float], start: float, end: float, tokens_per_step: int) -> float:
+    """Tokens/s between the first and the last time stamp inside [start, end] (``SYNC_EVERY`` steps apart)."""
     inside = [t for t in marks if start <= t <= end]
-    return (len(inside) - 1) * tokens_per_step / (inside[-1] - inside[0]) if len(inside) > 2 else float("nan")
+    if len(inside) < 2:
+        return float("nan")
+    return (len(inside) - 1) * SYNC_EVERY * tokens_per_step / (inside[-1] - inside[0])
 
 
 def main() -> None:
@@ -166,43 +188,52 @@ def main() -> None:
     print(f"device {name}; torch {torch.__version__}; {cores} CPU cores; pre-training {args.preset} at "
           f"{args.level:.0%} sparsity, batch {args.batch} x {args.seq}; side runs {args.side_preset}; "
           f"{args.seconds:g} s per phase", flush=True)
-    alone = {k: _phase(1, k, args.side_preset, args.vocab, args.seconds, args.warmup, max(1, cores // 2))[2]
-             for k in kinds}
+    threads = {k: max(1, cores // (k + 1)) for k in counts}
+    alone = {kind: _phase(1, kind, args.side_preset, args.vocab, args.seconds, args.warmup,
+                          threads[max(counts)])[2] for kind in kinds}
     ctx = mp.get_context("spawn")
     ready, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
     pre = ctx.Process(target=_pretrain, args=(args.preset, args.level, args.vocab, args.batch, args.seq,
                                               max(1, cores // 4), ready, stop, out))
     pre.start()
-    if not ready.wait(timeout=600):
-        stop.set()
-        raise SystemExit("the pre-training did not start within 600 s")
-    windows = [("none", 0, time.time(), time.time() + args.seconds, 0.0)]
+    t0 = time.time()
+    while not ready.wait(timeout=1.0):
+        if not pre.is_alive() or time.time() - t0 > 600:
+            stop.set()
+            raise SystemExit(f"the pre-training process {'stopped' if not pre.is_alive() else 'did not warm up'} "
+                             f"(exit code {pre.exitcode}) before the first phase")
+    t = time.time()
+    windows = [("none", 0, t, t + args.seconds, 0.0, 0.0)]
     time.sleep(args.seconds)
     for kind in kinds:
         for k in counts:
-            threads = max(1, cores // (k + 1))
-            start, end, side = _phase(k, kind, args.side_preset, args.vocab, args.seconds, args.warmup, threads)
-            windows.append((kind, k, start, end, side))
+            windows.append((kind, k, *_phase(k, kind, args.side_preset, args.vocab, args.seconds, args.warmup,
+                                             threads[max(counts)])))
     t = time.time()
-    windows.append(("none", 0, t, t + args.seconds, 0.0))
+    windows.append(("none", 0, t, t + args.seconds, 0.0, 0.0))
     time.sleep(args.seconds)
     stop.set()
     marks = out.get(timeout=600)
     pre.join(timeout=60)
     out.close()
     tokens = args.batch * args.seq
-    rates = [_rate(marks, start, end, tokens) for _, _, start, end, _ in windows]
-    quiet = [r for (kind, *_), r in zip(windows, rates) if kind == "none"]
+    rates = [_rate(marks, start, end, tokens) for _, _, start, end, _, _ in windows]
+    quiet = [r for (kind, *_), r in zip(windows, rates) if kind == "none" and r == r]
+    if not quiet:
+        raise SystemExit("no time stamps of the pre-training fell inside its quiet windows: lengthen --seconds")
     base = sum(quiet) / len(quiet)
+    print("pre-training with nothing beside it, before and after the phases: "
+          + ", ".join(f"{r / 1e6:.2f}" for r in quiet) + " M tokens/s")
     units = {"finetune": "steps/s", "decode": "prompts/s"}
     print("side alone (1 process, no pre-training): " + "; ".join(f"{k} {alone[k]:.1f} {units[k]}" for k in kinds))
     print(f"{'side work':>9} {'processes':>9} {'pre-train M tok/s':>18} {'vs none':>8} {'side total':>17} "
           f"{'work, runs-alone units':>23}")
-    for (kind, k, _, _, side), rate in zip(windows, rates):
+    for (kind, k, start, end, side, late), rate in zip(windows, rates):
         ratio = rate / base
         work = ratio + (side / alone[kind] if kind in alone else 0.0)
         side_text = f"{side:.1f} {units.get(kind, '')}".strip() if k else "-"
-        print(f"{kind:>9} {k:>9} {rate / 1e6:>18.2f} {ratio:>7.2f}x {side_text:>17} {work:>22.2f}x", flush=True)
+        note = f"  (side runs started {late:.1f} s late; {end - start:.1f} s measured)" if late > 1.0 else ""
+        print(f"{kind:>9} {k:>9} {rate / 1e6:>18.2f} {ratio:>7.2f}x {side_text:>17} {work:>22.2f}x{note}", flush=True)
 
 
 if __name__ == "__main__":

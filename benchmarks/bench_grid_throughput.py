@@ -15,14 +15,16 @@ A ratio of at least 1 means the schedule gets at least as much out of the GPU as
 Then the whole: every computed run of a size whose alone rate was measured (gpu-large: pre-training
 tokens at the pre-training rate alone, fine-tuning steps at the fine-tuning rate alone) counted as
 the seconds it would take alone, their sum over the wall time of the commands. That is a lower
-bound of the work done in units of one run alone: the runs of other sizes and every evaluation are
-left out, and the fine-tuning rate alone was timed on E2E-like batches, the shortest of the tasks.
+bound of the work done in units of one run alone: the runs of other sizes, the pruning runs and every
+evaluation are left out, and the fine-tuning rate alone was timed on E2E-like batches, the shortest
+of the tasks. Both reference rates are single measurements, without a spread.
 
     python benchmarks/bench_grid_throughput.py --tables tables/gpu \\
         --alone-pretrain tables/gpu/benchmarks/pretrain_alone_h200.json \\
         --alone-finetune tables/gpu/benchmarks/finetune_alone_h200.log
     python benchmarks/bench_grid_throughput.py --tables tables/gpu --logs tables/gpu/logs/beyond \
-        --alone-pretrain tables/gpu/benchmarks/pretrain_alone_h200.json     # chapter 09's stage
+        --alone-pretrain tables/gpu/benchmarks/pretrain_alone_h200.json \
+        --alone-finetune tables/gpu/benchmarks/finetune_alone_h200.log      # chapter 09's stage
 
 Only the runs that the logged commands computed count (a run read from committed results does not).
 """
@@ -114,7 +116,11 @@ def main() -> None:
             one = float(m.group(2))
             line += f"; one process alone {one:.1f} steps/s; ratio {ft_steps / ft_wall / one:.2f}x"
     print(line)
-    if args.alone_finetune and m:
+    preset = re.search(r"preset (\S+?)[,;]", text).group(1) if args.alone_finetune and re.search(
+        r"preset (\S+?)[,;]", text) else None
+    if args.alone_finetune and m and preset != "gpu-large":
+        print(f"all together: not computed, the fine-tuning reference is of preset {preset!r}, not gpu-large")
+    elif args.alone_finetune and m:
         counted = [r for r in runs.values() if r.get("size") == "gpu-large"]
         alone_s = (sum(r["tokens"] for (s, _), r in runs.items() if s == "pretrain" and r.get("size") == "gpu-large")
                    / alone_rate
@@ -123,7 +129,7 @@ def main() -> None:
         wall = sum(end - start for start, end in windows)
         print(f"all together: the {len(counted)} gpu-large runs computed would take {alone_s:,.0f} s one at a time "
               f"alone; the commands took {wall:,.0f} s: {alone_s / wall:.2f}x one run alone, a lower bound "
-              f"(the other sizes' runs and every evaluation are left out)")
+              f"(the other sizes' runs, the pruning runs and every evaluation are left out)")
 
 
 if __name__ == "__main__":

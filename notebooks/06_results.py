@@ -161,7 +161,7 @@ display(Markdown(findings.noise_floor_note(noise, cells)))
 # ours do, the small half of the `gpu` grid was run a second time: every run of the smaller model
 # (pre-training, learning-rate search, final fine-tuning runs and their evaluations) under the same
 # keys, so the same settings, seeds and data, from an empty cache and an empty results folder, on a
-# GPU of the same type lent in a later session (the commits and devices of both runs are printed
+# GPU of the same type at a later date (the commits and devices of both runs are printed
 # below). This measures how much the results move from one run to the next on the same kind of
 # hardware, not how they carry over to another kind of GPU. The runs differed in one more way: the
 # published run computed them while sharing the GPU with the large model, some across several
@@ -217,7 +217,8 @@ display(Markdown(check.sentence()))
 # small change of the validation loss picks the other one, and a different set of runs enters the
 # cell. On WebNLG the two rates that swapped give test losses far apart, although their validation
 # losses are nearly tied (the rates table; measured on one model). H2 averages the three data-to-text
-# tasks, so such a swap moves it by about a third of that gap, the size of the changes of H2 above.
+# tasks, so a swap in one cell of a comparison moves it by about a third of that gap, and swaps in
+# both cells, in opposite directions, by about two thirds: the size of the changes of H2 above.
 # The intervals of the verdicts count pre-trained models at a fixed rate, so they hold the first
 # source only in part and the second not at all (the noise-floor section measures the rate choice on
 # one model).
@@ -236,7 +237,7 @@ report.show(substituted)
 # how often they would.
 
 # %% [markdown]
-# ### One rate per size and task: a third run, cut short
+# ## A third run, cut short: one rate per size and task
 #
 # The rates table points at a remedy for the second source: let all sparsities of a size and task
 # share one learning rate, the one whose validation loss averaged over them is lowest
@@ -244,19 +245,23 @@ report.show(substituted)
 # can then no longer give a sparse model and its dense comparison different rates; for the choice
 # to move, the averaged curve has to change its minimum.
 #
-# A third run of the whole grid used it: the same code with shared rates, on the same kind of GPU
-# (printed below), from an empty cache. It did not finish. Its fine-tunes and evaluations took more
-# of the GPU than in the published run while the large models were still pre-training, so after two
-# of its commands it had far fewer pre-trained models (the progress table below). Its second command
-# ran with the profile's full number of worker processes, where the published run's second command
-# had been given fewer; that is the likely difference, though it was not isolated. It then stopped,
-# with no more GPU time available to it. It judges nothing, because its cells lack their later
-# pre-training seeds. What it did finish is the learning-rate search of every cell of both sizes on
-# the first pre-trained model, and that is enough for one question: **does each rule pick the same
-# rates in every run?** This comparison was made after all three runs had finished; it describes, it
-# does not test a rule set in advance. Each rule is applied to the search runs of each run as that
-# run left them. The first two runs searched cell by cell, so they never tried a rate that only the
-# averaged curve asks for; the table marks it "needs" where the shared rule would have gone on.
+# A third run of the whole grid used it: the code of a later commit than the published run's, with
+# shared rates, on the same kind of GPU (both printed below), from an empty cache. It did not finish.
+# When it stopped it had finished more fine-tunes, evaluations and pruning runs than the published
+# run at the same point, and fewer pre-trainings (the progress table below). The published run's
+# second command had been run with fewer worker processes than the profile's (`WORKERS=5`, recorded
+# in the README, not in the logs of that time), the third run's with the profile's number; that is
+# the likely difference, though it was not isolated. The run's cache, with the pre-trained models
+# its remaining runs needed, was not kept, so it cannot be resumed. It judges nothing, because its
+# cells lack their later pre-training seeds. What it did finish is the learning-rate search of every
+# cell of both sizes on the first pre-trained model, and that is enough for one question: **does
+# each rule pick the same rates in every run?** This comparison was made after the third run had
+# stopped; it describes, it does not test a rule set in advance. Each rule is applied to the search
+# runs of each run as that run left them. The first two runs searched cell by cell, so their shared
+# picks are what the shared rule would have chosen from their searches, and they never tried a rate
+# that only the averaged curve asks for; the table marks such a pick "needs", a provisional one.
+# Because the code changed between the runs, the same-key comparison at the end mixes the GPU's
+# run-to-run differences with those of the code.
 
 # %%
 third_runs = findings.load_committed(REPO_TABLES / GPU.name / "shared_rates_run", GPU.name)
@@ -266,30 +271,33 @@ display(Markdown(findings.rerun_provenance(REPO_TABLES, GPU.name, "shared_rates_
 progress = findings.progress_table({"published": REPO_TABLES / GPU.name / "logs",
                                      "third": REPO_TABLES / GPU.name / "shared_rates_run" / "logs"})
 display(report.show(progress, digits=0, caption=(
-    "How far each run of the whole grid had got at the end of each command: results done so far by stage "
-    "(from the summary line each command prints into its log). The third run stopped after its second command.")))
+    "How far each run of the whole grid had got at the end of each command: results done so far by stage, "
+    "computed or read (from the summary line each command prints into its log), and the worker counts where "
+    f"the line records them. The third run stopped after command {progress[progress['run'] == 'third']['command'].max()}.")))
 choices = findings.rate_choices(runs_by_name, GPU.finetune.lr_search, GPU.sizes, GPU.sparsity_levels,
                                 GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
 report.write_table(choices, TABLES, P.name, "rate_choices")
-display(report.show(choices, caption=(
+display(report.show(choices, digits=4, caption=(
     "The learning rate each rule picks from each run's search (validation loss of the first pre-trained model, "
-    "first fine-tuning seed). Per cell: the dense, 50% and 75% models, in that order; shared: one rate for the "
-    "three. '(needs r)': the rule would still try rate r, which that run did not; the second run computed only "
-    f"{GPU.sizes[0]}.")))
+    f"first fine-tuning seed). Per cell: the {', '.join(verdicts.level_label(lv) for lv in GPU.sparsity_levels)} "
+    "models, in that order; shared: one rate for all of them. '(needs r)': the rule would still try rate r, which "
+    f"that run did not (a provisional pick); the second run computed only {GPU.sizes[0]}. Smallest shared margin: "
+    "the runner-up's averaged validation loss minus the chosen rate's, the smallest over the runs (nats).")))
 display(Markdown(findings.rate_choices_sentence(choices, GPU.sparsity_levels)))
 display(report.show(findings.pretraining_across_runs(runs_by_name, GPU.sizes, GPU.sparsity_levels), caption=(
     "Validation perplexity of every pre-trained model in each run that finished it (same key: size, sparsity, "
-    "seed); n/a where a run did not.")))
+    "seed); n/a where a run did not. Same key: every run's result has the same run key (the same settings).")))
 display(Markdown(findings.same_key_sentence(findings.same_key_evaluations(published_runs, third_runs), "third run")))
 
 # %% [markdown]
-# How to read this. Where a per-cell rate moved, the shared rate did not, in the runs we have; two
-# or three runs are few, and a shared rate can still swap when the averaged curve has two nearly
-# equal minima. A steadier rate also removes only the second source of movement. The first, the
-# same run scoring differently from one run to the next, is untouched: the last sentence above
-# measures it again, for the third run against the published one. So this page cannot yet say whether
-# shared rates make the verdicts survive a re-run; that takes two complete runs with them. The
-# published run keeps its per-cell rates, the design it was computed with.
+# How to read this. The sentence under the rate table gives the counts and their caveats: the
+# provisional picks, and how close the closest shared pick came to its runner-up. Two or three
+# runs are few; a shared pick whose margin is as small as those of the per-cell picks that flipped
+# can swap as easily. A steadier rate also removes only the second source of movement. The first,
+# the same run scoring differently from one run to the next, is untouched: the last sentence above
+# measures it again, for the third run against the published one. So this page cannot yet say
+# whether shared rates make the verdicts survive a re-run; that takes two complete runs with them.
+# The published run keeps its per-cell rates, the design it was computed with.
 
 # %% [markdown]
 # ## Against the paper, in size as well as sign
@@ -441,8 +449,9 @@ report.show(findings.published_beside(TABLES, P.name, store.REPO_ROOT / "tables"
 # %%
 display(Markdown(findings.summary_note(results, noise, cells, P)))
 display(Markdown(findings.rerun_summary(check, substituted)))
-display(Markdown("A third run, with one learning rate per size and task, was cut short and judges nothing. "
-                 + findings.rate_choices_sentence(choices, GPU.sparsity_levels)))
+display(Markdown("A third run, with one learning rate per size and task, was cut short and judges nothing. Comparing "
+                 "the rates each rule picks from the searches of all three runs, after the fact (the first two "
+                 "runs searched cell by cell). " + findings.rate_choices_sentence(choices, GPU.sparsity_levels)))
 
 # %% [markdown]
 # ## Exercises
@@ -460,3 +469,11 @@ display(Markdown("A third run, with one learning rate per size and task, was cut
 # **Exercise 6.3.** Using the table of detectable changes above, estimate how many pre-trained models
 # per cell it would take for the smallest detectable change of a cell to reach the paper's published
 # change (the standard error shrinks with the square root of the number of pre-trained models).
+#
+# **Exercise 6.4.** The rate table of the third run's section compares two rules on the committed
+# searches. Write a third rule, for example "the smallest rate whose validation loss is within a
+# fixed tolerance of the best", as a function of a cell's `losses` dictionary, and count in how many
+# cells it picks the same rate in every run (the search runs are in `runs_by_name[name]["finetune"]`;
+# `findings.lr_search_from_finetunes` rebuilds each cell's losses). Before counting, say which way
+# you expect the tolerance to move that number, and why a rule judged this way after the runs is a
+# description, not a test.

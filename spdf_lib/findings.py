@@ -986,11 +986,15 @@ def rerun_check(published: dict, rerun: dict, size: str = "gpu-small", levels: S
                       runs=_runs_table(pub_evals, re_evals), verdicts=verdict_rows)
 
 
+# steps of scripts/gpu_device_step.sh that run no part of the grid (set-up and benchmarks)
+NOT_GRID_STEPS = ("setup", "bench", "bench-dynamic", "bench-contention")
+
+
 def rerun_provenance(tables_root: Path, profile: str = "gpu", folder: str = "rerun", label: str = "re-run") -> str:
-    """Where and how long a committed second run of ``profile`` ran, from its logs in
+    """Where and how long a committed further run of ``profile`` ran, from its logs in
     ``tables_root/<profile>/<folder>/logs/``: the GPU line of ``gpu_env.txt`` and the wall time of each
-    timed command of ``command_times.txt`` (unix-time ``start``/``end`` lines). ``label`` names the run
-    in the sentence."""
+    command of ``command_times.txt`` (unix-time ``start``/``end`` lines) that ran the grid (set-up and
+    benchmark steps, ``NOT_GRID_STEPS``, left out). ``label`` names the run in the sentence."""
     logs = Path(tables_root) / profile / folder / "logs"
     if not logs.is_dir():
         return f"There is no log of a {label} of profile `{profile}` in this checkout."
@@ -1006,6 +1010,8 @@ def rerun_provenance(tables_root: Path, profile: str = "gpu", folder: str = "rer
             if len(parts) < 3 or parts[1] not in ("start", "end"):
                 continue
             stamp, kind, name = float(parts[0]), parts[1], parts[2]
+            if name in NOT_GRID_STEPS:
+                continue
             if kind == "start":
                 starts[name] = stamp
             elif name in starts:
@@ -1020,7 +1026,7 @@ def rerun_provenance(tables_root: Path, profile: str = "gpu", folder: str = "rer
         longest = max(spans, key=lambda x: x[1])
         first = min(stamp - s for _, s, stamp in spans)
         day = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(first))
-        text += (f"; its {_plural(len(spans), 'timed command')} started at {day} and took {total:,.0f} s of wall "
+        text += (f"; its {_plural(len(spans), 'grid command')} started at {day} and took {total:,.0f} s of wall "
                  f"time in all, the longest ({longest[0]!r} in `command_times.txt`) {longest[1]:,.0f} s.")
     else:
         text += "; it records no command times."
@@ -1034,8 +1040,8 @@ def rerun_provenance(tables_root: Path, profile: str = "gpu", folder: str = "rer
 
 def run_commits(stages: dict, size: str | None = None) -> list[str]:
     """The commits recorded in the environment of a run's results (``load_committed`` dict), optionally
-    of one model size only: which code computed them."""
-    commits = {str(r.get("environment", {}).get("commit")) for stage in stages.values() for r in stage
+    of one model size only, shortened to seven characters: which code computed them."""
+    commits = {str(r.get("environment", {}).get("commit"))[:7] for stage in stages.values() for r in stage
                if (size is None or r.get("size") == size) and r.get("environment", {}).get("commit")}
     return sorted(commits)
 
@@ -1101,9 +1107,14 @@ def _rate_text(losses: dict, search) -> str:
     from .runs import chosen_lr, next_rates
 
     if not losses:
-        return "not run"
+        return "no common rate"
     more = next_rates(losses, search)
     return f"{chosen_lr(losses):g}" + (f" (needs {', '.join(f'{lr:g}' for lr in more)})" if more else "")
+
+
+def _bare(text: str) -> str:
+    """The rate of a :func:`_rate_text`, without its mark."""
+    return text.split(" (")[0]
 
 
 def rate_choices(runs: Mapping[str, dict], search, sizes: Sequence[str], levels: Sequence[float],
@@ -1111,13 +1122,20 @@ def rate_choices(runs: Mapping[str, dict], search, sizes: Sequence[str], levels:
     """For every (size, task) and every run (``runs``: name -> ``load_committed`` dict), the rate each
     of two rules picks from that run's search fine-tunes (``lr_search_from_finetunes``): one rate per
     cell (the sparsities of ``levels``, joined by ' / ') and one rate shared by the cells, the lowest
-    validation loss averaged over them (``runs.pooled_losses``) at the rates all of them tried. A
-    rate that the rule would still have extended past is marked '(needs ...)'; a size a run did not
-    compute reads 'not run'. The columns 'same per cell' and 'same shared' say whether every run that
-    has the (size, task) picked the same rates (ignoring the marks). A pure function of the results."""
-    from .runs import pooled_losses
+    validation loss averaged over them (``runs.pooled_losses``) at the rates all of them tried.
 
+    Each rule sees the rates the run tried, whichever rule that run searched with: a run that searched
+    with shared rates may have tried rates a per-cell search would not have, and the reverse. A rate
+    the rule would still have extended past is marked '(needs ...)' (a provisional pick); a size a run
+    did not compute reads 'not run', one it computed for some sparsities only 'incomplete', and a
+    shared pick without a rate every cell tried 'no common rate'. Per (size, task): 'runs' compared;
+    'same per cell' and 'same shared' (None with fewer than two runs) whether they all picked the same
+    rates, marks ignored; 'cells that moved'; 'provisional shared picks' and 'smallest shared margin',
+    the runner-up's averaged validation loss minus the chosen one's (nats), over the runs. A pure
+    function of the results."""
     import dataclasses
+
+    from .runs import chosen_lr, pooled_losses, runner_up_lr
 
     levels = tuple(float(lv) for lv in levels)
     per_cell_search = dataclasses.replace(search, shared=False)  # each rule is applied here, whatever the profile's
@@ -1128,47 +1146,70 @@ def rate_choices(runs: Mapping[str, dict], search, sizes: Sequence[str], levels:
     for size in sizes:
         for task in V.METRIC:
             row = {"size": size, "task": V.TASK_LABEL.get(task, task)}
-            per_cell, shared = {}, {}
+            per_cell, shared, margins = {}, {}, []
             for name, cells in searched.items():
                 by_level = {float(c["sparsity"]): c for c in cells if c["size"] == size and c["task"] == task}
                 if not all(lv in by_level for lv in levels):
-                    row[f"{name}: per cell"] = row[f"{name}: shared"] = "not run"
+                    row[f"{name}: per cell"] = row[f"{name}: shared"] = "incomplete" if by_level else "not run"
                     continue
                 per_cell[name] = tuple(_rate_text(by_level[lv]["losses"], search) for lv in levels)
-                shared[name] = _rate_text(pooled_losses([by_level[lv]["losses"] for lv in levels]), search)
+                pooled = pooled_losses([by_level[lv]["losses"] for lv in levels])
                 row[f"{name}: per cell"] = " / ".join(per_cell[name])
-                row[f"{name}: shared"] = shared[name]
+                row[f"{name}: shared"] = _rate_text(pooled, search)
+                if pooled:
+                    shared[name] = row[f"{name}: shared"]
+                    second = runner_up_lr(pooled)
+                    if second is not None:
+                        margins.append(pooled[second] - pooled[chosen_lr(pooled)])
             if not per_cell:
                 continue
-            bare = lambda text: text.split(" ")[0]  # noqa: E731  the rate without its mark
-            row["same per cell"] = len({tuple(map(bare, v)) for v in per_cell.values()}) == 1
-            row["same shared"] = len({bare(v) for v in shared.values()}) == 1
+            several = len(per_cell) > 1
             row["runs"] = len(per_cell)
-            row["cells that moved"] = sum(len({bare(v[i]) for v in per_cell.values()}) > 1 for i in range(len(levels)))
+            row["same per cell"] = len({tuple(map(_bare, v)) for v in per_cell.values()}) == 1 if several else None
+            row["cells that moved"] = sum(len({_bare(v[i]) for v in per_cell.values()}) > 1 for i in range(len(levels)))
+            row["same shared"] = (len({_bare(v) for v in shared.values()}) == 1 and len(shared) == len(per_cell)
+                                  if several else None)
+            row["provisional shared picks"] = sum("(needs" in v for v in shared.values())
+            row["smallest shared margin"] = min(margins) if margins else math.nan
             rows.append(row)
     columns = ["size", "task", *[f"{n}: {k}" for n in runs for k in ("per cell", "shared")], "runs", "same per cell",
-               "cells that moved", "same shared"]
+               "cells that moved", "same shared", "provisional shared picks", "smallest shared margin"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def rate_choices_sentence(frame: pd.DataFrame, levels: Sequence[float]) -> str:
     """Counted from :func:`rate_choices`: in how many (size, task) searches computed by more than one
-    run each rule picked the same rates in every run."""
+    run each rule picked the same rates in every run, how many of the shared picks were provisional,
+    and how close the closest shared pick was."""
     several = frame[frame["runs"] > 1]
     if several.empty:
         return "No (size, task) search was computed by more than one run: nothing to compare."
     n, cells = len(several), len(several) * len(levels)
     moved = int(several["cells that moved"].sum())
-    return (f"Over the {n} (size, task) searches computed by more than one run ({cells} cells), one rate per cell "
-            f"picked another rate in some run in {moved} of the {cells} cells ({n - int(several['same per cell'].sum())} "
-            f"of the {n} searches); one rate shared by the sparsities picked the same rate in every run in "
-            f"{int(several['same shared'].sum())} of the {n} searches.")
+    text = (f"Over the {n} (size, task) searches computed by more than one run ({cells} cells), one rate per cell "
+            f"picked another rate in some run in {moved} of the {cells} cells "
+            f"({n - int(several['same per cell'].astype(bool).sum())} of the {n} searches); one rate shared by the "
+            f"sparsities picked the same rate in every run in {int(several['same shared'].astype(bool).sum())} of "
+            f"the {n} searches.")
+    provisional = int(several["provisional shared picks"].sum())
+    if provisional:
+        searches = int((several["provisional shared picks"] > 0).sum())
+        text += (f" {provisional} of those shared picks, in {searches} of the searches, are provisional: the shared "
+                 f"rule would still have tried a rate past them, which that run did not.")
+    if several["smallest shared margin"].notna().any():
+        i = several["smallest shared margin"].idxmin()
+        text += (f" The closest shared pick was {several.loc[i, 'smallest shared margin']:.4f} nats of averaged "
+                 f"validation loss ahead of its runner-up ({several.loc[i, 'size']}, {several.loc[i, 'task']}): "
+                 f"with so few runs, agreement can be luck.")
+    return text
 
 
 def pretraining_across_runs(runs: Mapping[str, dict], sizes: Sequence[str], levels: Sequence[float]) -> pd.DataFrame:
-    """The validation perplexity of every pre-trained model (same key: size, sparsity, seed) in every
-    run of ``runs`` (name -> ``load_committed`` dict), 'not run' as NaN, and the largest relative
-    difference from the first run among those that have it (%). Chapter 09's runs are left out."""
+    """The validation perplexity of every pre-trained model of ``sizes`` and ``levels`` (by size,
+    sparsity and seed) in every run of ``runs`` (name -> ``load_committed`` dict), NaN where a run
+    lacks it, the largest relative difference from the first run among those that have it (%), and
+    'same key': whether every run's result has the same run key (same settings). Chapter 09's
+    variants are left out."""
     levels = tuple(float(lv) for lv in levels)
     names = list(runs)
     table: dict = {}
@@ -1176,7 +1217,9 @@ def pretraining_across_runs(runs: Mapping[str, dict], sizes: Sequence[str], leve
         for r in stages["pretrain"]:
             if V.variant_of(r) or r["size"] not in sizes or float(r["sparsity"]) not in levels:
                 continue
-            table.setdefault((r["size"], float(r["sparsity"]), int(r["seed"])), {})[name] = float(r["val_ppl"])
+            cell = table.setdefault((r["size"], float(r["sparsity"]), int(r["seed"])), {})
+            cell[name] = float(r["val_ppl"])
+            cell.setdefault("keys", set()).add(r.get("key"))
     order = {s: i for i, s in enumerate(sizes)}
     rows = []
     for key in sorted(table, key=lambda k: (order[k[0]], k[1], k[2])):
@@ -1185,9 +1228,10 @@ def pretraining_across_runs(runs: Mapping[str, dict], sizes: Sequence[str], leve
         others = [100 * (ppl[n] / first - 1) for n in names[1:] if n in ppl and not math.isnan(first)]
         rows.append({"size": key[0], "sparsity": key[1], "seed": key[2],
                      **{f"{n} val PPL": ppl.get(n, math.nan) for n in names},
-                     f"largest change from {names[0]} (%)": max(others, key=abs) if others else math.nan})
+                     f"largest change from {names[0]} (%)": max(others, key=abs) if others else math.nan,
+                     "same key": len(ppl["keys"]) == 1})
     return pd.DataFrame(rows, columns=["size", "sparsity", "seed", *[f"{n} val PPL" for n in names],
-                                       f"largest change from {names[0]} (%)"])
+                                       f"largest change from {names[0]} (%)", "same key"])
 
 
 def same_key_evaluations(published: dict, other: dict) -> pd.DataFrame:
@@ -1202,8 +1246,9 @@ def command_progress(logs: Path) -> pd.DataFrame:
     """How far a gpu run had got after each of its commands, from the summary line each command of
     ``scripts/gpu_profile.sh`` prints at its end into ``logs/gpu_run.log`` (``{"profile": ..., "done":
     {stage: count}, "wall_s": ...}``): per command, its wall time and the results done so far by stage
-    (computed or read), and the worker processes it ran with when the line records them (logs written
-    before it did read 'not logged'). A log without such lines gives an empty frame; a missing log raises
+    (computed or read), and the worker counts it ran with where the line records them (None in logs
+    written before it did). Commands are numbered by their summary lines, so a command stopped before
+    printing one is not counted. A log without such lines gives an empty frame; a missing log raises
     FileNotFoundError naming it."""
     path = Path(logs) / "gpu_run.log"
     if not path.exists():
@@ -1221,8 +1266,10 @@ def command_progress(logs: Path) -> pd.DataFrame:
         done = summary["done"]
         rows.append({"command": len(rows) + 1, "wall s": float(summary.get("wall_s", math.nan)),
                      "pre-trainings": done.get("pretrain", 0), "fine-tunes": done.get("finetune", 0),
-                     "evaluations": done.get("eval", 0), "workers": summary.get("workers", "not logged")})
-    frame = pd.DataFrame(rows, columns=["command", "wall s", "pre-trainings", "fine-tunes", "evaluations", "workers"])
+                     "evaluations": done.get("eval", 0), "pruning runs": done.get("prune", 0),
+                     "workers": summary.get("workers"), "side workers": summary.get("side_workers")})
+    frame = pd.DataFrame(rows, columns=["command", "wall s", "pre-trainings", "fine-tunes", "evaluations",
+                                        "pruning runs", "workers", "side workers"])
     frame["wall s, cumulative"] = frame["wall s"].cumsum()
     return frame
 
@@ -1233,8 +1280,8 @@ def same_key_sentence(frame: pd.DataFrame, other: str, published: str = "publish
         return f"The {other} and the {published} run share no evaluation under the same run id."
     parts = [f"{r['task']} by up to {r['max |difference|']:.2f} {r['metric']} ({r['runs']} runs, mean "
              f"{r['mean difference']:+.2f})" for _, r in frame.iterrows()]
-    return (f"Under the same run ids, the {other}'s test scores differed from the {published} run's: "
-            + "; ".join(parts) + f"; the test-reference loss moved by at most "
+    return (f"Under the same run ids, the {other}'s test scores differed from the {published} run's "
+            f"({other} minus {published}): " + "; ".join(parts) + f"; the test-reference loss moved by at most "
             f"{frame['max |test loss difference| (nats)'].max():.3f} nats.")
 
 

@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from spdf_lib import findings, manifest
@@ -52,6 +53,8 @@ def test_a_near_tie_moves_the_per_cell_rate_but_not_the_shared_one():
     assert row["a: per cell"] == "0.002 / 0.002" and row["b: per cell"] == "0.002 / 0.004"
     assert row["a: shared"] == row["b: shared"] == "0.002"
     assert not row["same per cell"] and row["cells that moved"] == 1 and row["same shared"] and row["runs"] == 2
+    # the averaged losses at 2e-3 and 4e-3 are 1.05 / 1.1505 (a) and 1.0505 / 1.15 (b): the closest margin
+    assert row["smallest shared margin"] == pytest.approx(1.15 - 1.0505) and row["provisional shared picks"] == 0
     text = findings.rate_choices_sentence(frame, LEVELS)
     assert "in 1 of the 2 cells (1 of the 1 searches)" in text and "same rate in every run in 1 of the 1" in text
 
@@ -60,7 +63,8 @@ def test_a_shared_optimum_at_the_edge_is_marked_as_needing_the_next_rate():
     edge = {("e2e", 0.0): {1e-3: 1.3, 2e-3: 1.2, 4e-3: 1.0}, ("e2e", 0.5): {1e-3: 1.3, 2e-3: 1.0, 4e-3: 1.05}}
     row = findings.rate_choices({"a": _run(edge)}, SEARCH, ["s"], LEVELS).iloc[0]
     # the averages are 1.30, 1.10, 1.025: the best is the grid's top end, so the rule would try 0.008
-    assert row["a: shared"] == "0.004 (needs 0.008)"
+    assert row["a: shared"] == "0.004 (needs 0.008)" and row["provisional shared picks"] == 1
+    assert row["same shared"] is None and row["same per cell"] is None  # one run: nothing compared
     # per cell the dense model's own best is at the edge too; the 50% model's is interior
     assert row["a: per cell"] == "0.004 (needs 0.008) / 0.002"
 
@@ -75,8 +79,15 @@ def test_a_size_a_run_did_not_compute_reads_not_run_and_counts_no_run():
 
 def test_a_cell_with_one_sparsity_missing_is_not_compared():
     partial = {k: v for k, v in FIRST.items() if k[1] == 0.0}
-    frame = findings.rate_choices({"a": _run(partial)}, SEARCH, ["s"], LEVELS)
-    assert frame.empty
+    frame = findings.rate_choices({"a": _run(partial), "b": _run(SECOND)}, SEARCH, ["s"], LEVELS)
+    row = frame.iloc[0]
+    assert row["a: per cell"] == "incomplete" and row["runs"] == 1 and row["same shared"] is None
+
+
+def test_a_shared_pick_without_a_rate_every_cell_tried_is_named():
+    apart = {("e2e", 0.0): {1e-3: 1.0, 2e-3: 1.1}, ("e2e", 0.5): {4e-3: 1.0, 8e-3: 1.2}}
+    row = findings.rate_choices({"a": _run(apart)}, SEARCH, ["s"], LEVELS).iloc[0]
+    assert row["a: shared"] == "no common rate" and math.isnan(row["smallest shared margin"])
 
 
 def test_pretraining_across_runs_lines_up_the_same_keys_and_the_largest_change():
@@ -120,7 +131,7 @@ def test_command_progress_reads_each_commands_summary_line(tmp_path):
     assert list(frame["command"]) == [1, 2]
     assert list(frame["pre-trainings"]) == [2, 3] and list(frame["evaluations"]) == [1, 0]
     assert list(frame["wall s, cumulative"]) == [100.0, 150.5]
-    assert list(frame["workers"]) == ["not logged", 5]
+    assert pd.isna(frame["workers"].iloc[0]) and frame["workers"].iloc[1] == 5  # older logs record none
     both = findings.progress_table({"x": tmp_path, "y": tmp_path})
     assert list(both["run"]) == ["x", "x", "y", "y"] and both.columns[0] == "run"
     with pytest.raises(FileNotFoundError, match="gpu_run.log"):
@@ -134,6 +145,7 @@ def test_provenance_of_another_folder_names_it_and_its_label(tmp_path):
     (logs / "command_times.txt").write_text("100 start a\n160 end a\n")
     text = findings.rerun_provenance(tmp_path, "gpu", "third", "third run")
     assert text.startswith("The third run's log (") and "gpu/third/logs" in text and "60 s" in text
+    assert "1 grid command" in text
     assert "no log of a third run" in findings.rerun_provenance(tmp_path, "gpu", "elsewhere", "third run")
 
 
@@ -145,7 +157,7 @@ THIRD = TABLES / "gpu" / "shared_rates_run"
 def test_the_committed_third_run_is_intact_and_was_computed_with_shared_rates():
     assert manifest.problems(THIRD, "gpu") == []
     runs = findings.load_committed(THIRD, "gpu")
-    assert findings.run_commits(runs) == ["b988134b2449"]
+    assert findings.run_commits(runs) == ["b988134"]
     # it searched every cell of both sizes on the first pre-trained model, with the shared rule's
     # extensions: every sparsity of a (size, task) tried the same rates
     cells = findings.lr_search_from_finetunes(runs["finetune"], LRSearch(grid=GPU.finetune.lr_search.grid,
@@ -175,3 +187,12 @@ def test_the_comparison_applies_both_rules_whatever_the_search_it_is_given_says(
     shared = dataclasses.replace(SEARCH, shared=True)
     runs = {"a": _run(FIRST), "b": _run(SECOND)}
     assert findings.rate_choices(runs, shared, ["s"], LEVELS).equals(findings.rate_choices(runs, SEARCH, ["s"], LEVELS))
+
+
+def test_pretraining_across_runs_flags_a_model_whose_settings_differ_between_runs():
+    def pre(key):
+        return {"pretrain": [{"size": "s", "sparsity": 0.0, "seed": 0, "val_ppl": 100.0, "key": key}],
+                "finetune": [], "eval": []}
+
+    assert bool(findings.pretraining_across_runs({"p": pre("k1"), "q": pre("k1")}, ["s"], LEVELS)["same key"].iloc[0])
+    assert not findings.pretraining_across_runs({"p": pre("k1"), "q": pre("k2")}, ["s"], LEVELS)["same key"].iloc[0]
