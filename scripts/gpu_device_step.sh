@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command of the published gpu run on a lent GPU machine that holds a command to 10 minutes and
-# takes at most 64 MiB per call (README, "Publishing the gpu profile"). Called repeatedly:
+# takes at most 64 MiB per call (README, "The published `gpu` run"). Called repeatedly:
 #
 #   bash scripts/gpu_device_step.sh setup     # the first call: wheels, the first part of the data
 #   bash scripts/gpu_device_step.sh bench     # one gpu-large pre-training and one fine-tuning alone
@@ -16,6 +16,9 @@
 #                                             # so the grid's runs it shares are read, not recomputed
 #
 # SPDF_COMMIT (the commit the working tree was sent from) is recorded in every result's environment.
+# WORKERS, SIDE_WORKERS and SIZES pass through to scripts/gpu_profile.sh (worker processes, the cap on
+# other runs beside the pre-trainings, the model sizes to run); each command's summary line in the log
+# records the worker counts. The cache ($SPDF_CACHE) stays on this machine: a grid resumes only here.
 #
 # Carried, ignored folders it reads when present: .whl/ (wheels of packages the machine lacks),
 # .gpu/part*/ (slices of the data folder: pretrain/<source>/ and finetune.tar.xz) and .gpu/tok/ (the
