@@ -192,7 +192,7 @@ display(Markdown(findings.rerun_provenance(REPO_TABLES, GPU.name) + " Commits of
 check = findings.rerun_check(published_runs, second_runs,
                              size=GPU.sizes[0], levels=GPU.sparsity_levels, search=GPU.finetune.lr_search,
                              first_seed=GPU.pretrain_seeds[0], first_ft_seed=GPU.finetune_seeds[0])
-display(report.show(check.cells, caption=(
+display(report.show(check.table, caption=(
     f"Every judged cell of {GPU.sizes[0]}, on the published run and on the second run. H1: the change in test "
     f"BLEU, sparse minus dense (BLEU points); H2: summarization's loss change minus the mean change of the "
     f"data-to-text tasks, sparse minus dense (nats per token). Each run uses the rates its own search chose; "
@@ -208,7 +208,16 @@ display(report.show(check.runs, caption=(
     "published one, by task (BLEU points, or perplexity for summarization).")))
 display(Markdown(check.sentence()))
 
+# %%
+findings.rerun_figure(check);
+
 # %% [markdown]
+# Figure 6.3: Every judged cell of the small model in the two runs: the published run (blue) and the
+# second run (orange), each an estimate with its $95\%$ interval as the verdict rules compute it. The
+# dashed red line is the rule's line (H1: the margin below zero; H2: zero). Filled markers and a bold
+# name mark a cell whose outcome changed: its intervals end on different sides of the line, or one
+# crosses it and the other does not.
+#
 # How to read this. Two things move between the runs. The first is the runs themselves: a run with
 # the same key, so the same seeds and data, does not give the same numbers on the GPU, as the table
 # of same-key evaluations shows, and this book does not make its GPU runs bitwise reproducible. A

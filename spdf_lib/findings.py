@@ -717,6 +717,7 @@ def _interval_text(lo: float, hi: float, digits: int) -> str:
 
 
 _UNIT = {"H1": "BLEU", "H2": "nats"}  # the unit of each checked hypothesis's estimate
+_BOUNDS = ["published low", "published high", "re-run low", "re-run high"]  # for the figure, not the table
 
 
 def _cell_name(hypothesis: str, task: str, sparsity: float) -> str:
@@ -740,6 +741,11 @@ class RerunCheck:
     rates: pd.DataFrame
     runs: pd.DataFrame
     verdicts: pd.DataFrame
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """``cells`` as chapter 06 shows it: the intervals as text, their numeric bounds left out."""
+        return self.cells.drop(columns=[c for c in _BOUNDS if c in self.cells.columns])
 
     @property
     def n_same_outcome(self) -> int:
@@ -971,6 +977,8 @@ def rerun_check(published: dict, rerun: dict, size: str = "gpu-small", levels: S
                      "sparsity": float(r["sparsity"]),
                      "published estimate": p_est, "published 95% CI": _interval_text(float(r["low p"]),
                                                                                    float(r["high p"]), d),
+                     "published low": float(r["low p"]), "published high": float(r["high p"]),
+                     "re-run low": float(r["low r"]), "re-run high": float(r["high r"]),
                      "published outcome": p_out,
                      "re-run estimate": r_est,
                      "re-run 95% CI": _interval_text(float(r["low r"]), float(r["high r"]), d),
@@ -979,7 +987,7 @@ def rerun_check(published: dict, rerun: dict, size: str = "gpu-small", levels: S
                      "change in estimate": r_est - p_est})
     cells = pd.DataFrame(rows, columns=["hypothesis", "task", "sparsity", "published estimate", "published 95% CI",
                                         "published outcome", "re-run estimate", "re-run 95% CI", "re-run outcome",
-                                        "same outcome", "change in estimate"])
+                                        "same outcome", "change in estimate", *_BOUNDS])
     return RerunCheck(size=size, cells=cells,
                       pretraining=_pretrain_table(published["pretrain"], rerun["pretrain"], size, levels),
                       rates=_rates_table(pub_search, re_search, re_evals, first_seed, first_ft_seed),
@@ -1292,3 +1300,55 @@ def progress_table(logs: Mapping[str, Path]) -> pd.DataFrame:
         return pd.DataFrame()
     frame = pd.concat(frames, ignore_index=True)
     return frame[["run", *[c for c in frame.columns if c != "run"]]]
+
+
+def rerun_figure(check: "RerunCheck"):
+    """Figure: every judged cell of a re-run check as two intervals, the published run's and the second
+    run's (95%, as the verdict rules compute them), one panel per hypothesis with the line its rule
+    compares against (H1: ``-BLEU_MARGIN``; H2: 0). A cell whose outcome changed is drawn with filled
+    markers and named in bold, so the reader sees which cells sat close enough to the line to cross it."""
+    import matplotlib.pyplot as plt
+
+    hypotheses = list(dict.fromkeys(check.cells["hypothesis"])) if not check.cells.empty else []
+    if not hypotheses:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.text(0.5, 0.5, "no judged cell in both runs", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    heights = [max(1, int((check.cells["hypothesis"] == h).sum())) for h in hypotheses]
+    fig, axes = plt.subplots(len(hypotheses), 1, figsize=(7.5, 0.55 * sum(heights) + 1.6 * len(hypotheses)),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    lines = {"H1": (-V.BLEU_MARGIN, f"H1 line (-{V.BLEU_MARGIN:g} BLEU)"), "H2": (0.0, "H2 line (0)")}
+    xlabels = {"H1": "change in test BLEU, sparse minus dense (points)",
+               "H2": "summarization's loss change minus data-to-text's (nats per token)"}
+    for ax, h in zip(axes[:, 0], hypotheses):
+        rows = check.cells[check.cells["hypothesis"] == h].reset_index(drop=True)
+        ys = list(range(len(rows)))[::-1]
+        for y, (_, r) in zip(ys, rows.iterrows()):
+            moved = not bool(r["same outcome"])
+            for offset, run, colour in ((0.15, "published", "tab:blue"), (-0.15, "re-run", "tab:orange")):
+                est, lo, hi = float(r[f"{run} estimate"]), float(r[f"{run} low"]), float(r[f"{run} high"])
+                if math.isnan(est):
+                    continue
+                err = [[est - lo if not math.isnan(lo) else 0.0], [hi - est if not math.isnan(hi) else 0.0]]
+                ax.errorbar([est], [y + offset], xerr=err, fmt="o", capsize=3, color=colour,
+                            markerfacecolor=colour if moved else "white",
+                            label=f"{'published run' if run == 'published' else 'second run'} (95% CI)")
+        line, label = lines.get(h, (0.0, "rule's line"))
+        ax.axvline(line, color="tab:red", linestyle="--", linewidth=1, label=label)
+        if h == "H1":
+            ax.axvline(0.0, color="gray", linewidth=1)
+        names = [f"{r['task']}, {level_label(r['sparsity'])}" for _, r in rows.iterrows()]
+        ax.set_yticks(ys, names, fontsize=8)
+        for tick, (_, r) in zip(ax.get_yticklabels(), rows.iterrows()):
+            if not bool(r["same outcome"]):
+                tick.set_fontweight("bold")
+        ax.set_xlabel(xlabels.get(h, "estimate"), fontsize=9)
+        ax.set_title(f"{h}, {check.size}: the two runs of every judged cell (filled, bold: outcome changed)",
+                     fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig

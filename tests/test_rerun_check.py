@@ -4,6 +4,7 @@ committed published run and its second run of the gpu-small grid."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -279,3 +280,25 @@ def test_substituting_the_second_runs_small_cells_rejudges_every_headline_verdic
         page = {r["hypothesis"]: r["verdict"] for r in csv.DictReader(handle)}
     assert dict(zip(frame["hypothesis"], frame["published verdict"])) == page  # the page's own verdicts
     assert set(frame.columns[3:4]) == {"with the second run's gpu-small cells"}
+
+
+def test_the_rerun_figure_draws_both_runs_of_every_cell_and_marks_the_changed_ones():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from spdf_lib import verdicts
+
+    check = _check(_grid(), _grid(value_shift={("e2e", 0.5): -5.0}))
+    fig = findings.rerun_figure(check)
+    h1, h2 = fig.axes
+    names = [t.get_text() for t in h1.get_yticklabels()]
+    assert len(names) == int((check.cells["hypothesis"] == "H1").sum())
+    bold = [t.get_text() for t in h1.get_yticklabels() if t.get_fontweight() == "bold"]
+    assert bold == ["E2E, 50% sparse"]  # the one cell that changed outcome
+    assert not [t for t in h2.get_yticklabels() if t.get_fontweight() == "bold"]
+    lines = {tuple(line.get_xdata()) for line in h1.get_lines() if line.get_linestyle() == "--"}
+    assert (-verdicts.BLEU_MARGIN, -verdicts.BLEU_MARGIN) in lines
+    # the shown table keeps the intervals as text and leaves their numeric bounds to the figure
+    assert "published low" in check.cells.columns and "published low" not in check.table.columns
+    empty = findings.rerun_figure(dataclasses.replace(check, cells=check.cells.iloc[0:0]))
+    assert empty.axes[0].texts[0].get_text() == "no judged cell in both runs"
