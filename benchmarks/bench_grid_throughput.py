@@ -12,19 +12,15 @@ the same kind (measured by ``bench_pretrain_throughput.py --loops dense --json``
   the last, against one fine-tuning process alone.
 
 A ratio of at least 1 means the schedule gets at least as much out of the GPU as one run alone.
-Then the whole: every computed run of a size whose alone rate was measured (gpu-large: pre-training
-tokens at the pre-training rate alone, fine-tuning steps at the fine-tuning rate alone) counted as
+Then the whole: every computed run of a size whose rates alone were both measured (pre-training
+tokens at its pre-training rate alone, fine-tuning steps at its fine-tuning rate alone) counted as
 the seconds it would take alone, their sum over the wall time of the commands. That is a lower
 bound of the work done in units of one run alone: the runs of other sizes, the pruning runs and every
-evaluation are left out, and the fine-tuning rate alone was timed on E2E-like batches, the shortest
-of the tasks. Both reference rates are single measurements, without a spread.
-
-    python benchmarks/bench_grid_throughput.py --tables tables/gpu \\
-        --alone-pretrain tables/gpu/benchmarks/pretrain_alone_h200.json \\
-        --alone-finetune tables/gpu/benchmarks/finetune_alone_h200.log
-    python benchmarks/bench_grid_throughput.py --tables tables/gpu --logs tables/gpu/logs/beyond \
-        --alone-pretrain tables/gpu/benchmarks/pretrain_alone_h200.json \
-        --alone-finetune tables/gpu/benchmarks/finetune_alone_h200.log      # chapter 09's stage
+evaluation are left out, and the fine-tuning rates alone were timed on E2E-like batches, the shortest
+of the tasks. Each reference rate is a single measurement, without a spread. With a pre-training
+rate alone for every size, the pre-training line also weights each token by its own size's rate.
+``bash scripts/gpu_device_step.sh bench`` measures both sizes; the committed H200 references
+measure ``gpu-large`` only.
 
 Only the runs that the logged commands computed count (a run read from committed results does not).
 """
@@ -80,7 +76,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", default="tables/gpu", help="the profile's tables folder")
     parser.add_argument("--alone-pretrain", required=True, help="JSON of bench_pretrain_throughput.py --json")
-    parser.add_argument("--alone-finetune", default=None, help="log of bench_finetune_concurrency.py --processes 1")
+    parser.add_argument("--alone-finetune", default=None, help="logs of bench_finetune_concurrency.py --processes 1, "
+                                                               "comma-separated (one per preset)")
     parser.add_argument("--logs", default=None, help="the folder of command_times.txt and gpu_run.log "
                                                      "(default: <tables>/logs; chapter 09's stage: <tables>/logs/beyond)")
     args = parser.parse_args()
@@ -97,39 +94,61 @@ def main() -> None:
                 runs[(stage, r["run_id"])] = r
     first = windows[0][0]
     pre_end = max(t for t, s, _ in events if s == "pretrain")
+    pre_busy = busy_seconds(first, pre_end, windows)
     pre_tokens = sum(r["tokens"] for (s, _), r in runs.items() if s == "pretrain")
-    pre_rate = pre_tokens / busy_seconds(first, pre_end, windows)
-    alone = json.loads(Path(args.alone_pretrain).read_text())
-    alone_rate = next(r["tokens_per_s"] for r in alone["rows"] if r["preset"] == "gpu-large" and r["loop"] == "dense")
-    print(f"pre-training: {pre_tokens / 1e9:.2f} G tokens of {sum(s == 'pretrain' for s, _ in runs)} runs in "
-          f"{busy_seconds(first, pre_end, windows):.0f} s of commands: {pre_rate / 1e6:.2f} M tokens/s as scheduled; "
-          f"gpu-large alone {alone_rate / 1e6:.2f} M tokens/s; ratio {pre_rate / alone_rate:.2f}x")
+    pre_rate = pre_tokens / pre_busy
+    alone = pretrain_alone_rates(Path(args.alone_pretrain))
+    alone_rate = alone["gpu-large"]
+    line = (f"pre-training: {pre_tokens / 1e9:.2f} G tokens of {sum(s == 'pretrain' for s, _ in runs)} runs in "
+            f"{pre_busy:.0f} s of commands: {pre_rate / 1e6:.2f} M tokens/s as scheduled; "
+            f"gpu-large alone {alone_rate / 1e6:.2f} M tokens/s; ratio {pre_rate / alone_rate:.2f}x")
+    sizes = {r.get("size") for (s, _), r in runs.items() if s == "pretrain"}
+    if sizes <= set(alone):  # every size's own rate alone: the ratio weighted by what each token costs
+        pre_alone_s = sum(r["tokens"] / alone[r["size"]] for (s, _), r in runs.items() if s == "pretrain")
+        line += (f"; each size at its own rate alone ({', '.join(sorted(sizes))}): {pre_alone_s:,.0f} s of work "
+                 f"alone in {pre_busy:.0f} s, {pre_alone_s / pre_busy:.2f}x")
+    print(line)
     ft_times = [t for t, s, _ in events if s == "finetune"]
     ft_steps = sum(r["steps"] for (s, _), r in runs.items() if s == "finetune")
     ft_wall = busy_seconds(first, max(ft_times), windows) - busy_seconds(first, min(ft_times), windows)
     line = (f"fine-tuning: {ft_steps:,} steps of {sum(s == 'finetune' for s, _ in runs)} runs in {ft_wall:.0f} s "
             f"(first to last finished): {ft_steps / ft_wall:.1f} steps/s as scheduled")
-    if args.alone_finetune:
-        text = Path(args.alone_finetune).read_text()
-        m = re.search(r"^\s*1\s+([\d.]+)\s+([\d.]+)\s", text, re.MULTILINE)  # the 1-process row
-        if m:
-            one = float(m.group(2))
-            line += f"; one process alone {one:.1f} steps/s; ratio {ft_steps / ft_wall / one:.2f}x"
+    ft_alone = finetune_alone_rates([Path(p) for p in args.alone_finetune.split(",")] if args.alone_finetune else [])
+    if "gpu-large" in ft_alone:
+        line += f"; one gpu-large process alone {ft_alone['gpu-large']:.1f} steps/s; ratio " \
+                f"{ft_steps / ft_wall / ft_alone['gpu-large']:.2f}x"
     print(line)
-    preset = re.search(r"preset (\S+?)[,;]", text).group(1) if args.alone_finetune and re.search(
-        r"preset (\S+?)[,;]", text) else None
-    if args.alone_finetune and m and preset != "gpu-large":
-        print(f"all together: not computed, the fine-tuning reference is of preset {preset!r}, not gpu-large")
-    elif args.alone_finetune and m:
-        counted = [r for r in runs.values() if r.get("size") == "gpu-large"]
-        alone_s = (sum(r["tokens"] for (s, _), r in runs.items() if s == "pretrain" and r.get("size") == "gpu-large")
-                   / alone_rate
-                   + sum(r["steps"] for (s, _), r in runs.items() if s == "finetune" and r.get("size") == "gpu-large")
-                   / one)
-        wall = sum(end - start for start, end in windows)
-        print(f"all together: the {len(counted)} gpu-large runs computed would take {alone_s:,.0f} s one at a time "
-              f"alone; the commands took {wall:,.0f} s: {alone_s / wall:.2f}x one run alone, a lower bound "
-              f"(the other sizes' runs, the pruning runs and every evaluation are left out)")
+    known = set(alone) & set(ft_alone)  # sizes whose pre-training and fine-tuning rates alone were measured
+    if not known:
+        print("all together: not computed, no size has both a pre-training and a fine-tuning rate alone")
+        return
+    counted = [(s, r) for (s, _), r in runs.items() if r.get("size") in known]
+    alone_s = sum(r["tokens"] / alone[r["size"]] if s == "pretrain" else r["steps"] / ft_alone[r["size"]]
+                  for s, r in counted)
+    wall = sum(end - start for start, end in windows)
+    left_out = sorted({r.get("size") for r in runs.values()} - known)
+    print(f"all together: the {len(counted)} {', '.join(sorted(known))} runs computed would take {alone_s:,.0f} s one "
+          f"at a time alone; the commands took {wall:,.0f} s: {alone_s / wall:.2f}x one run alone, a lower bound "
+          f"(left out: {', '.join(left_out) + ' runs, ' if left_out else ''}the pruning runs and every evaluation)")
+
+
+def pretrain_alone_rates(path: Path) -> dict[str, float]:
+    """Tokens/s of the dense loop alone by preset, from ``bench_pretrain_throughput.py --json``."""
+    rows = json.loads(path.read_text())["rows"]
+    return {r["preset"]: r["tokens_per_s"] for r in rows if r.get("loop") == "dense" and "tokens_per_s" in r}
+
+
+def finetune_alone_rates(paths: list[Path]) -> dict[str, float]:
+    """Steps/s of one fine-tuning process alone by preset, from logs of ``bench_finetune_concurrency.py
+    --processes 1`` (the preset read from each log's first line)."""
+    out = {}
+    for path in paths:
+        text = path.read_text()
+        preset = re.search(r"preset (\S+?)[,;]", text)
+        one = re.search(r"^\s*1\s+([\d.]+)\s+([\d.]+)\s", text, re.MULTILINE)  # the 1-process row
+        if preset and one:
+            out[preset.group(1)] = float(one.group(2))
+    return out
 
 
 if __name__ == "__main__":

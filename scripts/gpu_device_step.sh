@@ -3,7 +3,7 @@
 # takes at most 64 MiB per call (README, "The published `gpu` run"). Called repeatedly:
 #
 #   bash scripts/gpu_device_step.sh setup     # the first call: wheels, the first part of the data
-#   bash scripts/gpu_device_step.sh bench     # one gpu-large pre-training and one fine-tuning alone
+#   bash scripts/gpu_device_step.sh bench     # one pre-training and one fine-tuning of each size alone
 #                                             # on the idle GPU (the reference of bench_grid_throughput.py)
 #   bash scripts/gpu_device_step.sh bench-dynamic   # what RigL's and SET's mask updates cost on the GPU
 #                                             # (gpu-large, static mask vs the two, chapter 09)
@@ -54,9 +54,11 @@ done
 
 status=0
 if [ "$STEP" = bench ]; then
-  python3 benchmarks/bench_pretrain_throughput.py --presets gpu-large --loops dense --rounds 1 --windows 4 \
+  python3 benchmarks/bench_pretrain_throughput.py --presets gpu-large,gpu-small --loops dense --rounds 1 --windows 4 \
     --json "$OUT/pretrain_alone.json" 2>&1 | tee "$OUT/pretrain_alone.log"
   python3 benchmarks/bench_finetune_concurrency.py --processes 1 --batch 64 --seconds 10 2>&1 | tee "$OUT/finetune_alone.log"
+  python3 benchmarks/bench_finetune_concurrency.py --preset gpu-small --processes 1 --batch 64 --seconds 10 2>&1 \
+    | tee "$OUT/finetune_alone_small.log"
 elif [ "$STEP" = bench-dynamic ]; then
   python3 benchmarks/bench_pretrain_throughput.py --presets gpu-large --loops masked,rigl,set --rounds 1 \
     --windows 4 --dynamic-interval 20 --json "$OUT/dynamic_cost.json" 2>&1 | tee "$OUT/dynamic_cost.log"
