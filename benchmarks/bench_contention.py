@@ -38,7 +38,6 @@ import time
 
 import torch
 
-from spdf_lib.model import IGNORE_INDEX
 
 
 SYNC_EVERY = 25  # pre-training steps between two time stamps
@@ -98,13 +97,9 @@ def _side(job) -> tuple[int, float, float, float]:
     model = GPT(get_config(preset, vocab_size=vocab)).to(device)
     g = torch.Generator().manual_seed(seed)
     if kind == "finetune":
-        batches = []
-        for _ in range(32):
-            length = int(torch.randint(40, 91, (1,), generator=g))
-            x = torch.randint(0, vocab, (64, length), generator=g)
-            y = torch.roll(x, -1, dims=1)
-            y[:, : length // 2] = IGNORE_INDEX
-            batches.append((x, y))
+        from bench_finetune_concurrency import _batches  # E2E-like lengths, targets on the second half
+
+        batches = _batches(vocab, 64, 32, seed)
         marks: list[float] = []
 
         def batch_at(step):
@@ -230,7 +225,7 @@ def main() -> None:
           f"{'work, runs-alone units':>23}")
     for (kind, k, start, end, side, late), rate in zip(windows, rates):
         ratio = rate / base
-        work = ratio + (side / alone[kind] if kind in alone else 0.0)
+        work = ratio + (side / alone[kind] if alone.get(kind) else 0.0 if kind not in alone else float("nan"))
         side_text = f"{side:.1f} {units.get(kind, '')}".strip() if k else "-"
         note = f"  (side runs started {late:.1f} s late; {end - start:.1f} s measured)" if late > 1.0 else ""
         print(f"{kind:>9} {k:>9} {rate / 1e6:>18.2f} {ratio:>7.2f}x {side_text:>17} {work:>22.2f}x{note}", flush=True)

@@ -37,16 +37,11 @@ DONE = re.compile(r"^\[(\d\d:\d\d:\d\d)\] done (\w+) (\S+)")
 
 
 def command_windows(times_file: Path) -> list[tuple[float, float]]:
-    """(start, end) epoch seconds of every command that ran the grid (``times.txt``: '<epoch> start|end
-    <step>'; the ``setup`` and benchmark steps run no part of the grid and are left out)."""
-    starts, windows = {}, []
-    for line in times_file.read_text().splitlines():
-        stamp, what, step = line.split()[:3]
-        if what == "start":
-            starts[step] = float(stamp)
-        elif what == "end" and step in starts and step not in ("setup", "bench", "bench-dynamic", "bench-contention"):
-            windows.append((starts.pop(step), float(stamp)))
-    return windows
+    """(start, end) epoch seconds of every command that ran the grid (``findings.grid_commands``: the
+    set-up and benchmark steps run no part of the grid and are left out)."""
+    from spdf_lib.findings import grid_commands
+
+    return [(start, end) for _, start, end in grid_commands(times_file)]
 
 
 def done_times(log: Path, windows: list[tuple[float, float]]) -> list[tuple[float, str, str]]:

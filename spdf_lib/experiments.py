@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     try:
         with store.build_lock([(Path(args.tables_dir), "tables dir"), (store.cache_root(), "cache folder")]):
-            out = scheduler.run(profile, Path(args.tables_dir), workers=args.workers, deadline=deadline,
+            out = scheduler.run(profile, Path(args.tables_dir), deadline=deadline,  # workers: in the profile
                                 stages=tuple(s for s in args.stages.split(",") if s), progress=False, gpus=args.gpus)
     except (ValueError, RuntimeError) as err:  # store.BuildLockedError included
         print(f"error: {err}", file=sys.stderr)

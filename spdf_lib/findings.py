@@ -849,18 +849,11 @@ class RerunCheck:
 
 
 def _pretrain_table(published: Iterable[dict], rerun: Iterable[dict], size: str, levels) -> pd.DataFrame:
-    def by_cell(results):
-        return {(float(r["sparsity"]), r["seed"]): float(r["val_ppl"]) for r in results
-                if not V.variant_of(r) and r["size"] == size and float(r["sparsity"]) in levels}
-
-    pub, again = by_cell(published), by_cell(rerun)
-    rows = []
-    for key in sorted(set(pub) | set(again)):
-        p, q = pub.get(key, math.nan), again.get(key, math.nan)
-        rows.append({"sparsity": key[0], "seed": key[1], "published val PPL": p, "re-run val PPL": q,
-                     "relative change (%)": 100 * (q / p - 1) if not (math.isnan(p) or math.isnan(q)) else math.nan})
-    return pd.DataFrame(rows, columns=["sparsity", "seed", "published val PPL", "re-run val PPL",
-                                       "relative change (%)"])
+    """:func:`pretraining_across_runs` of two runs of one size, in the re-run check's columns."""
+    frame = pretraining_across_runs({"published": {"pretrain": list(published)}, "re-run": {"pretrain": list(rerun)}},
+                                    [size], levels)
+    return frame.rename(columns={"largest change from published (%)": "relative change (%)"})[
+        ["sparsity", "seed", "published val PPL", "re-run val PPL", "relative change (%)"]].reset_index(drop=True)
 
 
 def _margin(cell: dict | None) -> float:
@@ -998,6 +991,32 @@ def rerun_check(published: dict, rerun: dict, size: str = "gpu-small", levels: S
 NOT_GRID_STEPS = ("setup", "bench", "bench-dynamic", "bench-contention")
 
 
+def grid_commands(times_path: Path) -> list[tuple[str, float, float]]:
+    """(step, start, end) in unix seconds of every command in a ``command_times.txt`` (lines '<epoch>
+    start|end <step>', as ``scripts/gpu_device_step.sh`` writes them) that ran the grid: set-up and
+    benchmark steps (``NOT_GRID_STEPS``) and unmatched lines left out. A missing file gives none."""
+    spans, starts = [], {}
+    if not Path(times_path).exists():
+        return spans
+    for line in Path(times_path).read_text(encoding="utf-8").splitlines():
+        parts = line.split(maxsplit=2)
+        if len(parts) < 3 or parts[1] not in ("start", "end") or parts[2] in NOT_GRID_STEPS:
+            continue
+        stamp, kind, name = float(parts[0]), parts[1], parts[2]
+        if kind == "start":
+            starts[name] = stamp
+        elif name in starts:
+            spans.append((name, starts.pop(name), stamp))
+    return spans
+
+
+def _first_line(path: Path) -> str | None:
+    """The first non-empty line of a text file, stripped; None when there is none or no file."""
+    if not path.exists():
+        return None
+    return next((ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()), None)
+
+
 def rerun_provenance(tables_root: Path, profile: str = "gpu", folder: str = "rerun", label: str = "re-run") -> str:
     """Where and how long a committed further run of ``profile`` ran, from its logs in
     ``tables_root/<profile>/<folder>/logs/``: the GPU line of ``gpu_env.txt`` and the wall time of each
@@ -1006,24 +1025,8 @@ def rerun_provenance(tables_root: Path, profile: str = "gpu", folder: str = "rer
     logs = Path(tables_root) / profile / folder / "logs"
     if not logs.is_dir():
         return f"There is no log of a {label} of profile `{profile}` in this checkout."
-    env_path, times_path = logs / "gpu_env.txt", logs / "command_times.txt"
-    gpu = None
-    if env_path.exists():
-        lines = [ln.strip() for ln in env_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        gpu = lines[0] if lines else None
-    spans, starts = [], {}
-    if times_path.exists():
-        for line in times_path.read_text(encoding="utf-8").splitlines():
-            parts = line.split(maxsplit=2)
-            if len(parts) < 3 or parts[1] not in ("start", "end"):
-                continue
-            stamp, kind, name = float(parts[0]), parts[1], parts[2]
-            if name in NOT_GRID_STEPS:
-                continue
-            if kind == "start":
-                starts[name] = stamp
-            elif name in starts:
-                spans.append((name, stamp - starts.pop(name), stamp))
+    gpu = _first_line(logs / "gpu_env.txt")
+    spans = [(name, end - start, end) for name, start, end in grid_commands(logs / "command_times.txt")]
     where = f"`{Path(tables_root).name}/{profile}/{folder}/logs/`"
     text = (f"The {label}'s log ({where}) gives its GPU as `{gpu}` (the first line of `gpu_env.txt`)"
             if gpu else f"The {label}'s log ({where}) does not name its GPU")
@@ -1038,11 +1041,9 @@ def rerun_provenance(tables_root: Path, profile: str = "gpu", folder: str = "rer
                  f"time in all, the longest ({longest[0]!r} in `command_times.txt`) {longest[1]:,.0f} s.")
     else:
         text += "; it records no command times."
-    published_env = Path(tables_root) / profile / "logs" / "gpu_env.txt"
-    if published_env.exists():
-        lines = [ln.strip() for ln in published_env.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        if lines:
-            text += f" The published run's log gives `{lines[0]}`."
+    published_gpu = _first_line(Path(tables_root) / profile / "logs" / "gpu_env.txt")
+    if published_gpu:
+        text += f" The published run's log gives `{published_gpu}`."
     return text
 
 

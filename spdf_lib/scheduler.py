@@ -312,7 +312,8 @@ def run(profile: Profile, tables_dir: Path, *, stages: Iterable[str] = ("pretrai
                     [sum(g == j and isinstance(x, R.PretrainRun) for x, g in running.values()) for j in range(len(pools))],
                     is_pretraining=isinstance(r, R.PretrainRun), slots=many, pretrain_slots=max(1, profile.pretrain_workers),
                     side_slots=None if profile.side_workers is None else min(profile.side_workers, many),
-                    pretraining_waits=any(isinstance(x[-1], R.PretrainRun) for x in (*ready, *held)))
+                    pretraining_waits=profile.side_workers is not None
+                    and any(isinstance(x[-1], R.PretrainRun) for x in (*ready, *held)))
                 if k is None:
                     held.append(item)
                     continue
