@@ -869,7 +869,9 @@ def interrupted_book(tmp_path):
         child = __import__("subprocess").Popen(["sleep", "300"])  # a worker the chapter started
 
         # %%
-        pathlib.Path({str(tmp_path / 'pids')!r}).write_text(f"{{os.getpid()}} {{child.pid}}")
+        pids = pathlib.Path({str(tmp_path / 'pids')!r})
+        pids.with_suffix(".tmp").write_text(f"{{os.getpid()}} {{child.pid}}")
+        pids.with_suffix(".tmp").rename(pids)  # whole or absent: the test reads it as soon as it exists
         time.sleep(300)
         """)
     H.write_chapter(notebooks, "02_after")
