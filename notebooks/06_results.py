@@ -112,9 +112,7 @@ findings.figure4(cells, P.sizes, P.sparsity_levels, {small: f"{small} (GPT-2 Sma
 # judged cell with its estimate, interval and outcome.
 
 # %%
-results = [verdicts.verdict_h1(cells, P.sizes, P.sparsity_levels),
-           verdicts.verdict_h2(cells, P.sizes, P.sparsity_levels),
-           verdicts.verdict_h3(cells, small, large, P.sparsity_levels, P.task_names)]
+results = verdicts.judge(cells, P.sizes, P.sparsity_levels, P.task_names)
 summary = findings.verdict_summary(results)
 report.write_table(summary, TABLES, P.name, "verdicts")
 report.write_table(findings.verdict_cells(results), TABLES, P.name, "verdict_cells")
@@ -244,6 +242,67 @@ report.show(substituted)
 # A verdict that changes here rests on cells closer to its rule's line than its intervals suggest.
 # One second run is one sample of how often that happens: it shows that the verdicts can move, not
 # how often they would.
+#
+# ## How often would a fresh run agree?
+#
+# How often they would can be estimated without another GPU run, from a model of the published run
+# (`spdf_lib.replication`). Each pre-trained model is a list of numbers: its mean test score and its
+# mean test-reference loss on every task. For each size and sparsity the published models give the
+# mean and the covariance of those lists. A *fresh run* draws as many new models per size and
+# sparsity as the published run had, from a normal distribution with that covariance, and judges
+# them by the rules at the top of the page; this is repeated a few thousand times. All tasks of one
+# drawn model move together, as they did in the measured models, which matters for H2: it compares
+# tasks of one model, and the model's own quirks cancel in that comparison.
+#
+# Where is the truth the fresh runs scatter around? Two answers, both shown. *Truth = this run*: the
+# effects are what the published run estimated, the choice of a power analysis. *Truth uncertain*:
+# each fresh run first draws its own truth around the estimate, as far as the estimate's own
+# standard error allows, so what the published run left unknown counts too. The first answers "if
+# the effects are as measured, how often does the design find them again?", the second "how
+# likely is it that the next run agrees with this one?". The model leaves out the choice of the
+# learning rate (every cell keeps the runs at its chosen rate), the uncertainty of the covariance
+# itself, measured on only a few models, and anything that is not normal. Its probabilities belong to
+# a model of this run, not to the world; the last sentence of this section checks the model against
+# the one second run there is.
+#
+# The same model also answers what twice as many pre-trained models per cell would buy, with the
+# truth fixed or uncertain: with the truth uncertain, no number of models makes a verdict more
+# certain than the published run's own intervals allow.
+
+# %%
+from spdf_lib import replication
+
+published_cells = findings.grid_cells(published_runs, GPU)
+judge_gpu = lambda c: findings.judge_profile(c, GPU)  # noqa: E731
+n_models = len(GPU.pretrain_seeds)
+forecasts = [replication.forecast(published_cells, judge_gpu, n_models=n, draws=2000, seed=0, truth_uncertain=u)
+             for n in (n_models, 2 * n_models) for u in (False, True)]
+forecast_table = replication.verdict_table(forecasts)
+report.write_table(forecast_table, TABLES, P.name, "replication_forecast")
+display(report.show(forecast_table, caption=(
+    f"The published gpu run's verdicts, and how often a fresh run of the same design gives each of them "
+    f"({forecasts[0].draws} fresh runs per design; Monte Carlo standard error at most "
+    f"{forecasts[0].mc_error:.3f}). Method: {replication.METHOD}.")))
+display(Markdown(replication.rerun_sentence(
+    [replication.rerun_comparison(f, check.cells, GPU.sizes[0]) for f in forecasts[:2]], GPU.sizes[0])))
+
+# %%
+replication.cell_figure(forecasts[0]);
+
+# %% [markdown]
+# Figure 6.4: Every judged cell of the published run, and what fresh runs of the same design
+# conclude there, with the truth fixed at the published estimates: the share of fresh runs whose
+# outcome is for the hypothesis (green: preserved or supported), inconclusive (grey) or against it
+# (red: degraded or contradicted). The black dot sits in the segment of the published outcome. A
+# cell whose bar is one colour would come out the same in almost every fresh run; a cell split
+# between colours sits near its rule's line, and its outcome is partly luck.
+#
+# How to read this. A hypothesis verdict combines its cells (H1 and H2 need every cell on their
+# side, H3 one cell each way for *mixed*), so it is at most as stable as the rule makes it: H2
+# holds only if every cell is supported, so a single split cell is enough to make it fragile. The
+# table's right-hand columns show whether more pre-trained models per cell would settle a verdict:
+# with the truth fixed they usually would, with the truth uncertain only as far as the published
+# estimates lie clear of the rule's line.
 
 # %% [markdown]
 # ## A third run, cut short: one rate per size and task
@@ -458,6 +517,7 @@ report.show(findings.published_beside(TABLES, P.name, store.REPO_ROOT / "tables"
 # %%
 display(Markdown(findings.summary_note(results, noise, cells, P)))
 display(Markdown(findings.rerun_summary(check, substituted)))
+display(Markdown(replication.summary_sentence(forecasts)))
 display(Markdown("A third run, with one learning rate per size and task, was cut short and judges nothing. Comparing "
                  "the rates each rule picks from the searches of all three runs, after the fact (the first two "
                  "runs searched cell by cell). " + findings.rate_choices_sentence(choices, GPU.sparsity_levels)))
@@ -486,3 +546,10 @@ display(Markdown("A third run, with one learning rate per size and task, was cut
 # `findings.lr_search_from_finetunes` rebuilds each cell's losses). Before counting, say which way
 # you expect the tolerance to move that number, and why a rule judged this way after the runs is a
 # description, not a test.
+#
+# **Exercise 6.5.** Figure 6.4 marks the cells whose outcome is partly luck. Pick one, and compute
+# by hand from its interval in the verdict tables how far its estimate would have to move for the
+# outcome to change, in units of its standard error (half the interval's width divided by the t
+# quantile). Then run `replication.forecast` on `published_cells` with `n_models` set to four times
+# the published number, once with the truth fixed and once uncertain, and explain why the two
+# answers differ most for the cells closest to the line.

@@ -21,7 +21,7 @@ __all__ = [
     "verdict_cells", "verdict_tables", "noise_tables", "noise_floor_note", "paper_comparison", "comparison_note",
     "sources_note", "setup_vs_paper", "control_test_table", "control_test_note", "example_outputs",
     "published_beside", "summary_note", "lr_search_from_finetunes", "load_committed", "RerunCheck", "rerun_check",
-    "rerun_summary", "substituted_verdicts", "run_commits",
+    "rerun_summary", "substituted_verdicts", "grid_cells", "judge_profile", "run_commits",
     "rerun_provenance",
 ]
 
@@ -1060,29 +1060,37 @@ def _outcome_counts(verdict: V.Verdict) -> str:
     return ", ".join(f"{n} {o}" for o, n in counts.items()) or "no cells"
 
 
+def grid_cells(stages: dict, profile, sizes: Sequence[str] | None = None, search=None) -> dict:
+    """The cells of ``verdicts.collect`` from committed results (a ``load_committed`` dict) of the grid of
+    ``profile``: its sizes (or ``sizes``) and sparsities, chapter 09's runs left out, each cell at the
+    rate that the profile's search (or ``search``) chose from the finetune results."""
+    search = search or profile.finetune.lr_search
+    levels = tuple(float(lv) for lv in profile.sparsity_levels)
+    sizes = tuple(sizes or profile.sizes)
+    keep = lambda r: not V.variant_of(r) and r["size"] in sizes and float(r["sparsity"]) in levels  # noqa: E731
+    lr_search = lr_search_from_finetunes([r for r in stages["finetune"] if keep(r)], search,
+                                         profile.pretrain_seeds[0], profile.finetune_seeds[0])
+    return V.collect([r for r in stages["eval"] if keep(r)], lr_search)
+
+
+def judge_profile(cells: dict, profile) -> list:
+    """The book's three verdicts on ``cells`` with the sizes, sparsities and tasks of ``profile``."""
+    return V.judge(cells, profile.sizes, tuple(float(lv) for lv in profile.sparsity_levels), profile.task_names)
+
+
 def substituted_verdicts(published: dict, rerun: dict, profile, search=None) -> pd.DataFrame:
     """The book's three verdicts on the published runs, and again with the cells of the re-run's size
     (the profile's first) taken from the re-run, every other cell from the published run: what the
     headline verdicts would have been had the small grid come out as it did the second time. H3 then
     pairs the published large model with the re-run small one."""
-    search = search or profile.finetune.lr_search
-    levels = tuple(float(lv) for lv in profile.sparsity_levels)
-    small, large = profile.sizes[0], profile.sizes[-1]
-    first, first_ft = profile.pretrain_seeds[0], profile.finetune_seeds[0]
-
-    def cells_of(stages: dict, sizes) -> dict:
-        keep = lambda r: not V.variant_of(r) and r["size"] in sizes and float(r["sparsity"]) in levels  # noqa: E731
-        lr_search = lr_search_from_finetunes([r for r in stages["finetune"] if keep(r)], search, first, first_ft)
-        return V.collect([r for r in stages["eval"] if keep(r)], lr_search)
-
-    published_cells = cells_of(published, profile.sizes)
-    mixed = {**published_cells, **{k: v for k, v in cells_of(rerun, [small]).items() if k[0] == small}}
+    small = profile.sizes[0]
+    published_cells = grid_cells(published, profile, search=search)
+    mixed = {**published_cells,
+             **{k: v for k, v in grid_cells(rerun, profile, [small], search).items() if k[0] == small}}
     rows = []
-    for name, judge in (("H1", lambda c: V.verdict_h1(c, profile.sizes, levels)),
-                        ("H2", lambda c: V.verdict_h2(c, profile.sizes, levels)),
-                        ("H3", lambda c: V.verdict_h3(c, small, large, levels, profile.task_names))):
-        before, after = judge(published_cells), judge(mixed)
-        rows.append({"hypothesis": name, "published verdict": before.verdict, "its cells": _outcome_counts(before),
+    for before, after in zip(judge_profile(published_cells, profile), judge_profile(mixed, profile)):
+        rows.append({"hypothesis": before.hypothesis, "published verdict": before.verdict,
+                     "its cells": _outcome_counts(before),
                      f"with the second run's {small} cells": after.verdict, "their cells": _outcome_counts(after),
                      "same verdict": before.verdict == after.verdict})
     return pd.DataFrame(rows)

@@ -46,9 +46,10 @@ class Interval:
 
 
 def _t(q: float, df: float) -> float:
-    from scipy.stats import t
+    """The ``q`` quantile of Student's t with ``df`` degrees of freedom (``scipy.stats.t.ppf``'s own kernel)."""
+    from scipy.special import stdtrit
 
-    return float(t.ppf(q, df))
+    return float(stdtrit(df, q))
 
 
 def unit_means(values_by_unit: Mapping[Hashable, Sequence[float]]) -> list[float]:

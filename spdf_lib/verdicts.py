@@ -31,7 +31,7 @@ from . import stats
 
 __all__ = [
     "METRIC", "TASK_LABEL", "PUBLISHED_DELTA", "PUBLISHED_VALUE", "BLEU_MARGIN", "MARGIN_REASON", "rules_markdown",
-    "Cell", "variant_of", "chosen_rates", "final_evals", "collect", "delta", "Verdict", "verdict_h1", "verdict_h2", "verdict_h3", "results_table",
+    "Cell", "variant_of", "chosen_rates", "final_evals", "collect", "delta", "Verdict", "verdict_h1", "verdict_h2", "verdict_h3", "judge", "results_table",
     "noise_floor", "DATA_TO_TEXT", "level_label",
 ]
 
@@ -278,6 +278,15 @@ def verdict_h3(cells: dict, small: str, large: str, levels: Sequence[float], tas
     else:
         verdict = "inconclusive"
     return Verdict("H3", verdict, _frame(rows))
+
+
+def judge(cells: dict, sizes: Sequence[str], levels: Sequence[float], tasks: Sequence[str]) -> list[Verdict]:
+    """The book's three verdicts on ``cells``: H1 and H2 at every size, H3 between the first and the last
+    size (left out with one size)."""
+    out = [verdict_h1(cells, sizes, levels), verdict_h2(cells, sizes, levels)]
+    if len(sizes) > 1:
+        out.append(verdict_h3(cells, sizes[0], sizes[-1], levels, tasks))
+    return out
 
 
 def _published(paper_model: str, task: str, level: float) -> str:

@@ -1,0 +1,336 @@
+"""How often a verdict would come out the same in a fresh run of the same design (chapter 06).
+
+A second run of the grid is one sample of whether the verdicts move; this module estimates how often
+they would. It fits a normal model to one run and draws many fresh runs from it:
+
+* The unit is the pre-trained model, as in ``spdf_lib.stats``. For each (size, sparsity), every
+  pre-trained model is a vector of its per-model means: the test metric and the test-reference loss
+  of every task. Their observed covariance is the spread of a new pre-trained model around the truth.
+  Tasks stay paired: a draw moves all tasks of one model together as the observed models did, which
+  H2's per-model contrast needs.
+* The truth is either this run's estimate (the plug-in choice of a power analysis: "if the effects
+  are what this run measured") or, with ``truth_uncertain``, drawn anew for each fresh run around the
+  estimate with the estimate's own sampling spread (covariance / n): what this run leaves unknown
+  then counts too, and more models per cell cannot make a verdict more certain than that.
+* A fresh run draws ``n_models`` new models for every (size, sparsity), independently, each with one
+  value per task and field (it stands for the model's mean over its fine-tuning seeds), and judges
+  them with the same rules (``verdicts.judge``).
+
+What it leaves out: the uncertainty of the covariance itself (estimated from a few models), the
+choice of a learning rate (a fresh run keeps every cell's observed runs at its chosen rate), and
+anything not normal. Its probabilities are those of a model of this run, not of the world. With the
+truth fixed, two fresh runs are independent draws and agree on a verdict with probability
+``sum_v p_v ** 2``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from . import verdicts as V
+
+__all__ = ["Group", "fit", "draw", "Forecast", "cell_key", "forecast", "OUTCOME_COLUMNS", "METHOD", "design_label",
+           "verdict_table", "cell_figure", "rerun_comparison", "tail_reading", "rerun_sentence",
+           "summary_sentence"]
+
+METHOD = ("a normal model fitted to this run: for each size and sparsity, the per-model means of every task "
+          "(test metric and test-reference loss) spread between pre-trained models with their observed "
+          "covariance, around a truth that is either this run's estimate or drawn anew for each fresh run with "
+          "the estimate's own uncertainty; each fresh run draws new models, keeps every cell at its chosen "
+          "learning rate, and is judged by the same rules")
+
+FIELDS = ("value", "loss")
+
+
+@dataclass(frozen=True)
+class Group:
+    """The fitted model of one (size, sparsity): the mean vector and the centred observed models."""
+
+    size: str
+    sparsity: float
+    columns: tuple[tuple[str, str], ...]  # (task, field) of each entry of a model's vector
+    mean: np.ndarray  # (p,)
+    deviations: np.ndarray  # (n, p): each observed model minus the mean
+
+    @property
+    def n_observed(self) -> int:
+        return len(self.deviations)
+
+    @property
+    def covariance(self) -> np.ndarray:
+        return self.deviations.T @ self.deviations / (self.n_observed - 1)
+
+
+def fit(cells: dict) -> dict[tuple[str, float], Group]:
+    """The model of every (size, sparsity) in ``cells`` (``verdicts.collect``), from the pre-trained
+    models that every task of the group has. Fewer than two such models in a group: NotComputable,
+    naming the group."""
+    keys: dict[tuple[str, float], list[str]] = {}
+    for size, task, level in cells:
+        keys.setdefault((size, float(level)), []).append(task)
+    groups = {}
+    for (size, level), tasks in sorted(keys.items()):
+        tasks = sorted(tasks)
+        per_task = [cells[(size, t, level)] for t in tasks]
+        seeds = sorted(set.intersection(*[set(c.values) for c in per_task]), key=str)
+        if len(seeds) < 2:
+            raise stats.NotComputable(
+                f"{size}, {V.level_label(level)}: {len(seeds)} pre-trained model(s) common to its tasks "
+                f"({', '.join(tasks)}); a replication forecast needs at least 2")
+        columns = tuple((t, f) for t in tasks for f in FIELDS)
+        rows = np.array([[np.mean((c.values if f == "value" else c.losses)[s]) for c in per_task for f in FIELDS]
+                         for s in seeds], dtype=float)
+        mean = rows.mean(axis=0)
+        groups[(size, level)] = Group(size, level, columns, mean, rows - mean)
+    return groups
+
+
+def draw(groups: dict[tuple[str, float], Group], rng: np.random.Generator, n_models: int,
+         truth_uncertain: bool = False) -> dict:
+    """One fresh run: ``n_models`` new pre-trained models for every group, as cells of
+    ``verdicts.collect`` (one fine-tuning value per model). A new model is ``truth + w @ deviations /
+    sqrt(n - 1)`` with ``w`` standard normal, so its covariance is the observed one. The truth is the
+    observed mean, or with ``truth_uncertain`` a draw around it with the observed mean's own sampling
+    spread (covariance / n), so that a fresh run also varies with what the observed run left unknown."""
+    if n_models < 2:
+        raise ValueError(f"n_models={n_models}: a fresh run needs at least 2 pre-trained models per group")
+    cells = {}
+    for (size, level), g in groups.items():
+        scale = 1 / math.sqrt(g.n_observed - 1)
+        truth = g.mean
+        if truth_uncertain:
+            truth = truth + rng.standard_normal(g.n_observed) @ g.deviations * scale / math.sqrt(g.n_observed)
+        w = rng.standard_normal((n_models, g.n_observed))
+        models = truth + w @ g.deviations * scale
+        by_task: dict[str, dict[str, dict]] = {}
+        for j, (task, field) in enumerate(g.columns):
+            by_task.setdefault(task, {})[field] = {k: (float(models[k, j]),) for k in range(n_models)}
+        for task, fields in by_task.items():
+            cells[(size, task, level)] = V.Cell(size, task, level, fields["value"], fields["loss"])
+    return cells
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """The verdicts of ``draws`` fresh runs of ``n_models`` pre-trained models per group, beside the
+    observed run's."""
+
+    n_models: int
+    truth_uncertain: bool  # fresh runs around a truth drawn anew each time, not around this run's estimates
+    observed: tuple  # the observed run's verdicts (verdicts.Verdict)
+    verdict_draws: pd.DataFrame  # one row per draw, one column per hypothesis: its verdict
+    outcome_draws: pd.DataFrame  # one row per draw, one column per judged cell (cell_key): its outcome
+
+    @property
+    def draws(self) -> int:
+        return len(self.verdict_draws)
+
+    @property
+    def mc_error(self) -> float:
+        """The largest Monte Carlo standard error of a probability here: 0.5 / sqrt(draws)."""
+        return 0.5 / math.sqrt(self.draws)
+
+    @property
+    def verdicts(self) -> pd.DataFrame:
+        """Per hypothesis: the observed verdict, how often a fresh run gives it, how often two fresh runs
+        agree (``sum_v p_v ** 2``; NaN with an uncertain truth, where two runs of one world are not
+        independent draws) and the verdict fresh runs give most often."""
+        rows = []
+        for v in self.observed:
+            p = self.verdict_draws[v.hypothesis].value_counts(normalize=True)
+            rows.append({"hypothesis": v.hypothesis, "observed verdict": v.verdict,
+                         "fresh run gives it": float(p.get(v.verdict, 0.0)),
+                         "two fresh runs agree": float("nan") if self.truth_uncertain else float((p ** 2).sum()),
+                         "most likely verdict": str(p.idxmax())})
+        return pd.DataFrame(rows)
+
+    @property
+    def cells(self) -> pd.DataFrame:
+        """Per judged cell: the observed outcome, how often a fresh run gives it, and how often each
+        outcome comes out (``OUTCOME_COLUMNS``: for the hypothesis, inconclusive, against it)."""
+        rows = []
+        for v in self.observed:
+            for _, row in v.cells.iterrows():
+                key = cell_key(row)
+                p = self.outcome_draws[key].value_counts(normalize=True)
+                rows.append({"hypothesis": key[0], "size": key[1], "task": key[2], "sparsity": key[3],
+                             "observed outcome": row["outcome"],
+                             "fresh run gives it": float(p.get(row["outcome"], 0.0)),
+                             **{c: float(p.get(o, 0.0)) for c, o in zip(OUTCOME_COLUMNS, _outcomes(key[0]))}})
+        return pd.DataFrame(rows)
+
+    def kept(self, keys: Sequence[tuple]) -> np.ndarray:
+        """Per draw: how many of the cells ``keys`` (``cell_key``) a fresh run gives their observed outcome."""
+        observed = {k: o for v in self.observed for k, o in _outcomes_of(v).items()}
+        return sum((self.outcome_draws[k] == observed[k]).to_numpy(dtype=int) for k in keys)
+
+
+def cell_key(row) -> tuple:
+    """(hypothesis, size, task, sparsity) of a row of ``Verdict.cells``."""
+    return (row["hypothesis"], row["size"], row["task"], float(row["sparsity"]))
+
+
+def _outcomes_of(verdict: V.Verdict) -> dict[tuple, str]:
+    c = verdict.cells
+    return {(h, size, task, float(level)): outcome for h, size, task, level, outcome
+            in zip(c["hypothesis"], c["size"], c["task"], c["sparsity"], c["outcome"])}
+
+
+def forecast(cells: dict, judge: Callable[[dict], Sequence[V.Verdict]], n_models: int | None = None,
+             draws: int = 1000, seed: int = 0, truth_uncertain: bool = False) -> Forecast:
+    """Judge ``draws`` fresh runs drawn from the model of ``cells`` (``fit``) with ``judge`` (cells ->
+    verdicts, e.g. ``verdicts.judge`` with the profile's sizes), each with ``n_models`` pre-trained
+    models per group (default: the smallest number any group has now), around this run's estimates
+    or, with ``truth_uncertain``, around a truth drawn anew for each fresh run (``draw``).
+    Reproducible for a ``seed``."""
+    if draws < 1:
+        raise ValueError(f"draws={draws}: a forecast needs at least one draw")
+    groups = fit(cells)
+    n_models = min(g.n_observed for g in groups.values()) if n_models is None else n_models
+    observed = tuple(judge(cells))
+    rng = np.random.default_rng(seed)
+    verdict_rows, outcome_rows = [], []
+    for _ in range(draws):
+        judged = judge(draw(groups, rng, n_models, truth_uncertain))
+        verdict_rows.append({v.hypothesis: v.verdict for v in judged})
+        outcome_rows.append({k: o for v in judged for k, o in _outcomes_of(v).items()})
+    keys = [k for v in observed for k in _outcomes_of(v)]
+    outcomes = pd.DataFrame({k: [r.get(k, "not judged") for r in outcome_rows] for k in keys})
+    return Forecast(n_models, truth_uncertain, observed,
+                    pd.DataFrame(verdict_rows, columns=[v.hypothesis for v in observed]), outcomes)
+
+
+# a cell's outcomes in the order of OUTCOME_COLUMNS: for the hypothesis, neither way, against it
+OUTCOME_COLUMNS = ("P(for)", "P(inconclusive)", "P(against)", "P(not computable)")
+
+
+def _outcomes(hypothesis: str) -> tuple[str, ...]:
+    good, bad = ("preserved", "degraded") if hypothesis == "H1" else ("supported", "contradicted")
+    return (good, "inconclusive", bad, "not computable")
+
+
+# ------------------------------------------------------------------ what chapter 06 shows of a forecast
+
+def design_label(f: Forecast) -> str:
+    """How a table names a forecast's design: models per group and where the truth is."""
+    return f"{f.n_models} models, {'truth uncertain' if f.truth_uncertain else 'truth = this run'}"
+
+
+def verdict_table(forecasts: Sequence[Forecast]) -> pd.DataFrame:
+    """Per hypothesis: the observed verdict and, for each forecast (``design_label``), how often a fresh
+    run gives it."""
+    if not forecasts:
+        raise ValueError("verdict_table needs at least one forecast")
+    table = forecasts[0].verdicts[["hypothesis", "observed verdict"]].copy()
+    for f in forecasts:
+        given = f.verdicts.set_index("hypothesis")["fresh run gives it"]
+        table[f"fresh run gives it: {design_label(f)}"] = table["hypothesis"].map(given)
+    return table
+
+
+def _cell_label(key: tuple) -> str:
+    h, size, task, level = key
+    return f"{h} {size}, {V.TASK_LABEL.get(task, task)}, {V.level_label(level)}"
+
+
+def cell_figure(forecast: Forecast):
+    """Figure: for every judged cell, the share of fresh runs whose outcome is for the hypothesis,
+    inconclusive or against it (stacked bars), the observed outcome marked; one row per cell."""
+    import matplotlib.pyplot as plt
+
+    cells = forecast.cells
+    fig, ax = plt.subplots(figsize=(8, 0.28 * len(cells) + 1.6))
+    ys = list(range(len(cells)))[::-1]
+    colours = dict(zip(OUTCOME_COLUMNS[:3], ("tab:green", "lightgray", "tab:red")))
+    names = {"P(for)": "for the hypothesis (preserved / supported)", "P(inconclusive)": "inconclusive",
+             "P(against)": "against it (degraded / contradicted)"}
+    left = np.zeros(len(cells))
+    for column in OUTCOME_COLUMNS[:3]:
+        share = cells[column].to_numpy(dtype=float)
+        ax.barh(ys, share, left=left, color=colours[column], edgecolor="white", height=0.8, label=names[column])
+        left += share
+    label = "this run's outcome"
+    for y, (_, r) in zip(ys, cells.iterrows()):
+        kind = _outcomes(r["hypothesis"]).index(r["observed outcome"])
+        if kind > 2:  # not computable: no bar to mark
+            continue
+        start = sum(float(r[c]) for c in OUTCOME_COLUMNS[:kind])
+        ax.plot([start + float(r[OUTCOME_COLUMNS[kind]]) / 2], [y], marker="o", color="black", markersize=4,
+                linestyle="none", label=label)
+        label = None
+    keys = [(r["hypothesis"], r["size"], r["task"], r["sparsity"]) for _, r in cells.iterrows()]
+    ax.set_yticks(ys, [_cell_label(k) for k in keys], fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"share of {forecast.draws} fresh runs ({design_label(forecast)}; pre-trained models per group)")
+    ax.set_title("Each judged cell: what fresh runs of this design would conclude", fontsize=10)
+    fig.tight_layout()
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2)
+    return fig
+
+
+def rerun_comparison(forecast: Forecast, rerun_cells: pd.DataFrame, size: str) -> dict:
+    """The forecast beside an actual second run of ``size``: ``rerun_cells`` is a re-run check's cell table
+    (hypothesis, task label, sparsity, published outcome, same outcome). Returns the cells compared, how
+    many the forecast expects to keep their published outcome, how many the second run kept, and the
+    forecast's probability of keeping that many or fewer."""
+    raw = {label: task for task, label in V.TASK_LABEL.items()}
+    judged = rerun_cells[rerun_cells["published outcome"] != "not judged"]
+    keys = [(r["hypothesis"], size, raw.get(r["task"], r["task"]), float(r["sparsity"])) for _, r in judged.iterrows()]
+    missing = [k for k in keys if k not in forecast.outcome_draws.columns]
+    if missing:
+        raise KeyError(f"the forecast judged no cell {_cell_label(missing[0])}")
+    kept = forecast.kept(keys)
+    observed = int(judged["same outcome"].sum())
+    return {"design": design_label(forecast), "cells": len(keys), "expected kept": float(kept.mean()),
+            "observed kept": observed, "p at most observed": float((kept <= observed).mean()),
+            "draws": forecast.draws}
+
+
+def tail_reading(p: float, draws: int, line: float = 0.05) -> str:
+    """Where a tail probability ``p`` estimated from ``draws`` fresh runs lies against ``line``, allowing
+    for its own Monte Carlo error (two standard errors): 'below', 'above' or 'at'."""
+    se = math.sqrt(max(p * (1 - p), 1e-12) / draws)
+    return "below" if p + 2 * se < line else "above" if p - 2 * se > line else "at"
+
+
+def rerun_sentence(comparisons: Sequence[dict], size: str) -> str:
+    """The comparisons of ``rerun_comparison`` (one per forecast) in words, with their reading against
+    a line of one in twenty."""
+    if not comparisons:
+        raise ValueError("rerun_sentence needs at least one comparison")
+    first = comparisons[0]
+    parts = [f"For the {first['cells']} judged cells of {size}, the second run kept the published outcome in "
+             f"{first['observed kept']}."]
+    for c in comparisons:
+        where = tail_reading(c["p at most observed"], c["draws"])
+        band, reading = {
+            "below": ("fewer than one in twenty", "so the second run moved more than this model makes a run move, "
+                                                   "and the model leaves out something that moved it"),
+            "above": ("more than one in twenty", "so the second run is within what this model makes a run do"),
+            "at": ("about one in twenty, within the simulation's own error",
+                   "so the second run sits at the edge of what this model makes a run do")}[where]
+        parts.append(f"Fresh runs ({c['design']}) keep {c['expected kept']:.1f} on average, and "
+                     f"{c['observed kept']} or fewer in {c['p at most observed']:.1%} of {c['draws']} ({band}), "
+                     f"{reading}.")
+    return " ".join(parts)
+
+
+def summary_sentence(forecasts: Sequence[Forecast]) -> str:
+    """One sentence for chapter 06's summary: how often a fresh run gives each published verdict in the
+    first forecast's design, and the least of those in each other design."""
+    if not forecasts:
+        raise ValueError("summary_sentence needs at least one forecast")
+    first = forecasts[0].verdicts
+    text = (f"Under a model of the published run, a fresh run of the same design ({design_label(forecasts[0])}) "
+            "gives " + ", ".join(f"{r['hypothesis']}'s verdict in {r['fresh run gives it']:.0%}"
+                                 for _, r in first.iterrows()) + " of fresh runs")
+    others = [f"{f.verdicts['fresh run gives it'].min():.0%} ({design_label(f)})" for f in forecasts[1:]]
+    if others:
+        text += "; the least stable verdict comes out the same in " + ", ".join(others)
+    return text + "."
