@@ -20,8 +20,9 @@
 #
 # **What this chapter shows**: the rules the verdicts follow, printed before any result; Tables 1
 # and 2 with an interval on every change; Figure 4; the verdicts on the paper's three hypotheses;
-# how large an effect this setup can detect at all; an honest comparison with the paper's numbers,
-# in size as well as sign; and decoded examples.
+# how large an effect this setup can detect at all; whether the verdicts survive a second run, and
+# how often a fresh run would reach them; an honest comparison with the paper's numbers, in size as
+# well as sign; and decoded examples.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "cpu"
