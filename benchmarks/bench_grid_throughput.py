@@ -37,9 +37,9 @@ DONE = re.compile(r"^\[(\d\d:\d\d:\d\d)\] done (\w+) (\S+)")
 
 
 def command_windows(times_file: Path) -> list[tuple[float, float]]:
-    """(start, end) epoch seconds of every command that ran the grid (``findings.grid_commands``: the
+    """(start, end) epoch seconds of every command that ran the grid (``reruns.grid_commands``: the
     set-up and benchmark steps run no part of the grid and are left out)."""
-    from spdf_lib.findings import grid_commands
+    from spdf_lib.reruns import grid_commands
 
     return [(start, end) for _, start, end in grid_commands(times_file)]
 

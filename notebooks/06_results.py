@@ -33,7 +33,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from spdf_lib import env, findings, report, scheduler, store, verdicts
+from spdf_lib import env, findings, report, reruns, scheduler, store, verdicts
 from spdf_lib.env import chapter_header
 
 P = chapter_header(profile)
@@ -183,12 +183,12 @@ from spdf_lib.profiles import get_profile
 
 REPO_TABLES = store.REPO_ROOT / "tables"
 GPU = get_profile("gpu")
-published_runs = findings.load_committed(REPO_TABLES, GPU.name)
-second_runs = findings.load_committed(REPO_TABLES / GPU.name / "rerun", GPU.name)
-display(Markdown(findings.rerun_provenance(REPO_TABLES, GPU.name) + " Commits of the compared runs: published "
-                 + ", ".join(f"`{c}`" for c in findings.run_commits(published_runs, GPU.sizes[0]))
-                 + "; second run " + ", ".join(f"`{c}`" for c in findings.run_commits(second_runs)) + "."))
-check = findings.rerun_check(published_runs, second_runs,
+published_runs = reruns.load_committed(REPO_TABLES, GPU.name)
+second_runs = reruns.load_committed(REPO_TABLES / GPU.name / "rerun", GPU.name)
+display(Markdown(reruns.rerun_provenance(REPO_TABLES, GPU.name) + " Commits of the compared runs: published "
+                 + ", ".join(f"`{c}`" for c in reruns.run_commits(published_runs, GPU.sizes[0]))
+                 + "; second run " + ", ".join(f"`{c}`" for c in reruns.run_commits(second_runs)) + "."))
+check = reruns.rerun_check(published_runs, second_runs,
                              size=GPU.sizes[0], levels=GPU.sparsity_levels, search=GPU.finetune.lr_search,
                              first_seed=GPU.pretrain_seeds[0], first_ft_seed=GPU.finetune_seeds[0])
 display(report.show(check.table, caption=(
@@ -208,7 +208,7 @@ display(report.show(check.runs, caption=(
 display(Markdown(check.sentence()))
 
 # %%
-findings.rerun_figure(check);
+reruns.rerun_figure(check);
 
 # %% [markdown]
 # Figure 6.3: Every judged cell of the small model in the two runs: the published run (blue) and the
@@ -235,7 +235,7 @@ findings.rerun_figure(check);
 # cells taken from the second run and every other cell from the published one.
 
 # %%
-substituted = findings.substituted_verdicts(published_runs, second_runs, GPU)
+substituted = reruns.substituted_verdicts(published_runs, second_runs, GPU)
 report.write_table(substituted, TABLES, P.name, "rerun_verdicts")
 report.show(substituted)
 
@@ -273,8 +273,8 @@ report.show(substituted)
 # %%
 from spdf_lib import replication
 
-published_cells = findings.grid_cells(published_runs, GPU)
-judge_gpu = lambda c: findings.judge_profile(c, GPU)  # noqa: E731
+published_cells = reruns.grid_cells(published_runs, GPU)
+judge_gpu = lambda c: reruns.judge_profile(c, GPU)  # noqa: E731
 n_models = len(GPU.pretrain_seeds)
 forecasts = [replication.forecast(published_cells, judge_gpu, n_models=n, draws=2000, seed=0, truth_uncertain=u)
              for n in (n_models, 2 * n_models) for u in (False, True)]
@@ -333,17 +333,17 @@ replication.cell_figure(forecasts[0]);
 # run-to-run differences with those of the code.
 
 # %%
-third_runs = findings.load_committed(REPO_TABLES / GPU.name / "shared_rates_run", GPU.name)
+third_runs = reruns.load_committed(REPO_TABLES / GPU.name / "shared_rates_run", GPU.name)
 runs_by_name = {"published": published_runs, "second": second_runs, "third": third_runs}
-display(Markdown(findings.rerun_provenance(REPO_TABLES, GPU.name, "shared_rates_run", "third run")
-                 + " Commits: " + ", ".join(f"`{c}`" for c in findings.run_commits(third_runs)) + "."))
-progress = findings.progress_table({"published": REPO_TABLES / GPU.name / "logs",
+display(Markdown(reruns.rerun_provenance(REPO_TABLES, GPU.name, "shared_rates_run", "third run")
+                 + " Commits: " + ", ".join(f"`{c}`" for c in reruns.run_commits(third_runs)) + "."))
+progress = reruns.progress_table({"published": REPO_TABLES / GPU.name / "logs",
                                      "third": REPO_TABLES / GPU.name / "shared_rates_run" / "logs"})
 display(report.show(progress, digits=0, caption=(
     "How far each run of the whole grid had got at the end of each command: results done so far by stage, "
     "computed or read (from the summary line each command prints into its log), and the worker counts where "
     f"the line records them. The third run stopped after command {progress[progress['run'] == 'third']['command'].max()}.")))
-choices = findings.rate_choices(runs_by_name, GPU.finetune.lr_search, GPU.sizes, GPU.sparsity_levels,
+choices = reruns.rate_choices(runs_by_name, GPU.finetune.lr_search, GPU.sizes, GPU.sparsity_levels,
                                 GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
 report.write_table(choices, TABLES, P.name, "rate_choices")
 display(report.show(choices, digits=4, caption=(
@@ -352,11 +352,11 @@ display(report.show(choices, digits=4, caption=(
     "models, in that order; shared: one rate for all of them. '(needs r)': the rule would still try rate r, which "
     f"that run did not (a provisional pick); the second run computed only {GPU.sizes[0]}. Smallest shared margin: "
     "the runner-up's averaged validation loss minus the chosen rate's, the smallest over the runs (nats).")))
-display(Markdown(findings.rate_choices_sentence(choices, GPU.sparsity_levels)))
-display(report.show(findings.pretraining_across_runs(runs_by_name, GPU.sizes, GPU.sparsity_levels), caption=(
+display(Markdown(reruns.rate_choices_sentence(choices, GPU.sparsity_levels)))
+display(report.show(reruns.pretraining_across_runs(runs_by_name, GPU.sizes, GPU.sparsity_levels), caption=(
     "Validation perplexity of every pre-trained model in each run that finished it (same key: size, sparsity, "
     "seed); n/a where a run did not. Same key: every run's result has the same run key (the same settings).")))
-display(Markdown(findings.same_key_sentence(findings.same_key_evaluations(published_runs, third_runs), "third run")))
+display(Markdown(reruns.same_key_sentence(reruns.same_key_evaluations(published_runs, third_runs), "third run")))
 
 # %% [markdown]
 # How to read this. The sentence under the rate table gives the counts and their caveats: the
@@ -517,11 +517,11 @@ report.show(findings.published_beside(TABLES, P.name, store.REPO_ROOT / "tables"
 
 # %%
 display(Markdown(findings.summary_note(results, noise, cells, P)))
-display(Markdown(findings.rerun_summary(check, substituted)))
+display(Markdown(reruns.rerun_summary(check, substituted)))
 display(Markdown(replication.summary_sentence(forecasts)))
 display(Markdown("A third run, with one learning rate per size and task, was cut short and judges nothing. Comparing "
                  "the rates each rule picks from the searches of all three runs, after the fact (the first two "
-                 "runs searched cell by cell). " + findings.rate_choices_sentence(choices, GPU.sparsity_levels)))
+                 "runs searched cell by cell). " + reruns.rate_choices_sentence(choices, GPU.sparsity_levels)))
 
 # %% [markdown]
 # ## Exercises
@@ -544,7 +544,7 @@ display(Markdown("A third run, with one learning rate per size and task, was cut
 # searches. Write a third rule, for example "the smallest rate whose validation loss is within a
 # fixed tolerance of the best", as a function of a cell's `losses` dictionary, and count in how many
 # cells it picks the same rate in every run (the search runs are in `runs_by_name[name]["finetune"]`;
-# `findings.lr_search_from_finetunes` rebuilds each cell's losses). Before counting, say which way
+# `reruns.lr_search_from_finetunes` rebuilds each cell's losses). Before counting, say which way
 # you expect the tolerance to move that number, and why a rule judged this way after the runs is a
 # description, not a test.
 #

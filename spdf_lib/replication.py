@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -91,26 +91,34 @@ def fit(cells: dict) -> dict[tuple[str, float], Group]:
     return groups
 
 
-def draw(groups: dict[tuple[str, float], Group], rng: np.random.Generator, n_models: int,
+def _models_for(n_models: int | Mapping[str, int], size: str) -> int:
+    if isinstance(n_models, Mapping) and size not in n_models:
+        raise ValueError(f"n_models gives no number for size {size!r} (it has {', '.join(map(str, n_models))})")
+    n = n_models[size] if isinstance(n_models, Mapping) else n_models
+    if n < 2:
+        raise ValueError(f"n_models={n} for {size}: a fresh run needs at least 2 pre-trained models per group")
+    return int(n)
+
+
+def draw(groups: dict[tuple[str, float], Group], rng: np.random.Generator, n_models: int | Mapping[str, int],
          truth_uncertain: bool = False) -> dict:
-    """One fresh run: ``n_models`` new pre-trained models for every group, as cells of
+    """One fresh run: ``n_models`` new pre-trained models (a number, or one per size) for every group, as cells of
     ``verdicts.collect`` (one fine-tuning value per model). A new model is ``truth + w @ deviations /
     sqrt(n - 1)`` with ``w`` standard normal, so its covariance is the observed one. The truth is the
     observed mean, or with ``truth_uncertain`` a draw around it with the observed mean's own sampling
     spread (covariance / n), so that a fresh run also varies with what the observed run left unknown."""
-    if n_models < 2:
-        raise ValueError(f"n_models={n_models}: a fresh run needs at least 2 pre-trained models per group")
     cells = {}
     for (size, level), g in groups.items():
+        n = _models_for(n_models, size)
         scale = 1 / math.sqrt(g.n_observed - 1)
         truth = g.mean
         if truth_uncertain:
             truth = truth + rng.standard_normal(g.n_observed) @ g.deviations * scale / math.sqrt(g.n_observed)
-        w = rng.standard_normal((n_models, g.n_observed))
+        w = rng.standard_normal((n, g.n_observed))
         models = truth + w @ g.deviations * scale
         by_task: dict[str, dict[str, dict]] = {}
         for j, (task, field) in enumerate(g.columns):
-            by_task.setdefault(task, {})[field] = {k: (float(models[k, j]),) for k in range(n_models)}
+            by_task.setdefault(task, {})[field] = {k: (float(models[k, j]),) for k in range(n)}
         for task, fields in by_task.items():
             cells[(size, task, level)] = V.Cell(size, task, level, fields["value"], fields["loss"])
     return cells
@@ -121,7 +129,7 @@ class Forecast:
     """The verdicts of ``draws`` fresh runs of ``n_models`` pre-trained models per group, beside the
     observed run's."""
 
-    n_models: int
+    n_models: int | Mapping[str, int]  # pre-trained models per group, or per size
     truth_uncertain: bool  # fresh runs around a truth drawn anew each time, not around this run's estimates
     observed: tuple  # the observed run's verdicts (verdicts.Verdict)
     verdict_draws: pd.DataFrame  # one row per draw, one column per hypothesis: its verdict
@@ -182,17 +190,20 @@ def _outcomes_of(verdict: V.Verdict) -> dict[tuple, str]:
             in zip(c["hypothesis"], c["size"], c["task"], c["sparsity"], c["outcome"])}
 
 
-def forecast(cells: dict, judge: Callable[[dict], Sequence[V.Verdict]], n_models: int | None = None,
+def forecast(cells: dict, judge: Callable[[dict], Sequence[V.Verdict]], n_models: int | Mapping[str, int] | None = None,
              draws: int = 1000, seed: int = 0, truth_uncertain: bool = False) -> Forecast:
     """Judge ``draws`` fresh runs drawn from the model of ``cells`` (``fit``) with ``judge`` (cells ->
     verdicts, e.g. ``verdicts.judge`` with the profile's sizes), each with ``n_models`` pre-trained
-    models per group (default: the smallest number any group has now), around this run's estimates
+    models per group, or per size with a mapping (default: the smallest number any group has now),
+    around this run's estimates
     or, with ``truth_uncertain``, around a truth drawn anew for each fresh run (``draw``).
     Reproducible for a ``seed``."""
     if draws < 1:
         raise ValueError(f"draws={draws}: a forecast needs at least one draw")
     groups = fit(cells)
     n_models = min(g.n_observed for g in groups.values()) if n_models is None else n_models
+    for size in {g.size for g in groups.values()}:
+        _models_for(n_models, size)  # every size has a count, and a usable one, before any draw
     observed = tuple(judge(cells))
     rng = np.random.default_rng(seed)
     verdict_rows, outcome_rows = [], []
@@ -219,7 +230,9 @@ def _outcomes(hypothesis: str) -> tuple[str, ...]:
 
 def design_label(f: Forecast) -> str:
     """How a table names a forecast's design: models per group and where the truth is."""
-    return f"{f.n_models} models, {'truth uncertain' if f.truth_uncertain else 'truth = this run'}"
+    n = f.n_models
+    models = (" / ".join(f"{k} {size}" for size, k in n.items()) if isinstance(n, Mapping) else f"{n}") + " models"
+    return f"{models}, {'truth uncertain' if f.truth_uncertain else 'truth = this run'}"
 
 
 def verdict_table(forecasts: Sequence[Forecast]) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 """Frames, figures and computed sentences of chapters 04 and 05 (thin chapters, logic here), and the
-table writer every chapter uses. Chapter 06's views are in ``spdf_lib.findings``."""
+table writer every chapter uses. Chapter 06's views are in ``spdf_lib.findings``
+(the published run) and ``spdf_lib.reruns`` (several runs compared)."""
 
 from __future__ import annotations
 

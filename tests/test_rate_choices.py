@@ -5,14 +5,13 @@ then on the committed runs."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from spdf_lib import findings, manifest
+from spdf_lib import manifest, reruns
 from spdf_lib.profiles import GPU, LRSearch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,7 +46,7 @@ SECOND = {("e2e", 0.0): {1e-3: 1.30, 2e-3: 1.00, 4e-3: 1.20, 8e-3: 1.4},
 
 
 def test_a_near_tie_moves_the_per_cell_rate_but_not_the_shared_one():
-    frame = findings.rate_choices({"a": _run(FIRST), "b": _run(SECOND)}, SEARCH, ["s"], LEVELS)
+    frame = reruns.rate_choices({"a": _run(FIRST), "b": _run(SECOND)}, SEARCH, ["s"], LEVELS)
     row = frame.iloc[0]
     assert (row["size"], row["task"]) == ("s", "E2E")
     assert row["a: per cell"] == "0.002 / 0.002" and row["b: per cell"] == "0.002 / 0.004"
@@ -55,13 +54,13 @@ def test_a_near_tie_moves_the_per_cell_rate_but_not_the_shared_one():
     assert not row["same per cell"] and row["cells that moved"] == 1 and row["same shared"] and row["runs"] == 2
     # the averaged losses at 2e-3 and 4e-3 are 1.05 / 1.1505 (a) and 1.0505 / 1.15 (b): the closest margin
     assert row["smallest shared margin"] == pytest.approx(1.15 - 1.0505) and row["provisional shared picks"] == 0
-    text = findings.rate_choices_sentence(frame, LEVELS)
+    text = reruns.rate_choices_sentence(frame, LEVELS)
     assert "in 1 of the 2 cells (1 of the 1 searches)" in text and "same rate in every run in 1 of the 1" in text
 
 
 def test_a_shared_optimum_at_the_edge_is_marked_as_needing_the_next_rate():
     edge = {("e2e", 0.0): {1e-3: 1.3, 2e-3: 1.2, 4e-3: 1.0}, ("e2e", 0.5): {1e-3: 1.3, 2e-3: 1.0, 4e-3: 1.05}}
-    row = findings.rate_choices({"a": _run(edge)}, SEARCH, ["s"], LEVELS).iloc[0]
+    row = reruns.rate_choices({"a": _run(edge)}, SEARCH, ["s"], LEVELS).iloc[0]
     # the averages are 1.30, 1.10, 1.025: the best is the grid's top end, so the rule would try 0.008
     assert row["a: shared"] == "0.004 (needs 0.008)" and row["provisional shared picks"] == 1
     assert row["same shared"] is None and row["same per cell"] is None  # one run: nothing compared
@@ -70,23 +69,23 @@ def test_a_shared_optimum_at_the_edge_is_marked_as_needing_the_next_rate():
 
 
 def test_a_size_a_run_did_not_compute_reads_not_run_and_counts_no_run():
-    frame = findings.rate_choices({"a": _run(FIRST), "b": _run(SECOND, size="other")}, SEARCH, ["s", "other"], LEVELS)
+    frame = reruns.rate_choices({"a": _run(FIRST), "b": _run(SECOND, size="other")}, SEARCH, ["s", "other"], LEVELS)
     s, other = frame.iloc[0], frame.iloc[1]
     assert s["b: per cell"] == "not run" and s["runs"] == 1
     assert other["a: shared"] == "not run" and other["runs"] == 1
-    assert "nothing to compare" in findings.rate_choices_sentence(frame, LEVELS)
+    assert "nothing to compare" in reruns.rate_choices_sentence(frame, LEVELS)
 
 
 def test_a_cell_with_one_sparsity_missing_is_not_compared():
     partial = {k: v for k, v in FIRST.items() if k[1] == 0.0}
-    frame = findings.rate_choices({"a": _run(partial), "b": _run(SECOND)}, SEARCH, ["s"], LEVELS)
+    frame = reruns.rate_choices({"a": _run(partial), "b": _run(SECOND)}, SEARCH, ["s"], LEVELS)
     row = frame.iloc[0]
     assert row["a: per cell"] == "incomplete" and row["runs"] == 1 and row["same shared"] is None
 
 
 def test_a_shared_pick_without_a_rate_every_cell_tried_is_named():
     apart = {("e2e", 0.0): {1e-3: 1.0, 2e-3: 1.1}, ("e2e", 0.5): {4e-3: 1.0, 8e-3: 1.2}}
-    row = findings.rate_choices({"a": _run(apart)}, SEARCH, ["s"], LEVELS).iloc[0]
+    row = reruns.rate_choices({"a": _run(apart)}, SEARCH, ["s"], LEVELS).iloc[0]
     assert row["a: shared"] == "no common rate" and math.isnan(row["smallest shared margin"])
 
 
@@ -97,7 +96,7 @@ def test_pretraining_across_runs_lines_up_the_same_keys_and_the_largest_change()
 
     runs = {"p": pre({(0.0, 0): 100.0, (0.0, 1): 110.0}), "q": pre({(0.0, 0): 101.0}),
             "r": pre({(0.0, 0): 97.0, (0.0, 1): 110.0, (0.9, 0): 5.0})}  # 90%: not a level of the table
-    frame = findings.pretraining_across_runs(runs, ["s"], LEVELS)
+    frame = reruns.pretraining_across_runs(runs, ["s"], LEVELS)
     assert list(frame["seed"]) == [0, 1]
     first = frame.iloc[0]
     assert first["largest change from p (%)"] == pytest.approx(-3.0)  # r moved more than q's +1%
@@ -113,10 +112,10 @@ def test_same_key_evaluations_leave_chapter_09_runs_out():
 
     published = {"eval": [ev("a", 60.0), ev("b", 61.0), ev("c", 50.0, variant="rigl")]}
     other = {"eval": [ev("a", 62.0), ev("c", 90.0, variant="rigl")]}
-    frame = findings.same_key_evaluations(published, other)
+    frame = reruns.same_key_evaluations(published, other)
     assert list(frame["runs"]) == [1] and frame.iloc[0]["max |difference|"] == pytest.approx(2.0)
-    assert "E2E by up to 2.00 BLEU (1 runs" in findings.same_key_sentence(frame, "third run")
-    assert "share no evaluation" in findings.same_key_sentence(frame.iloc[0:0], "third run")
+    assert "E2E by up to 2.00 BLEU (1 runs" in reruns.same_key_sentence(frame, "third run")
+    assert "share no evaluation" in reruns.same_key_sentence(frame.iloc[0:0], "third run")
 
 
 def test_command_progress_reads_each_commands_summary_line(tmp_path):
@@ -127,15 +126,15 @@ def test_command_progress_reads_each_commands_summary_line(tmp_path):
         '{"something": "else"}',
         '{"profile": "gpu", "done": {"pretrain": 3, "finetune": 9}, "wall_s": 50.5, "workers": 5}',
     ]))
-    frame = findings.command_progress(tmp_path)
+    frame = reruns.command_progress(tmp_path)
     assert list(frame["command"]) == [1, 2]
     assert list(frame["pre-trainings"]) == [2, 3] and list(frame["evaluations"]) == [1, 0]
     assert list(frame["wall s, cumulative"]) == [100.0, 150.5]
     assert pd.isna(frame["workers"].iloc[0]) and frame["workers"].iloc[1] == 5  # older logs record none
-    both = findings.progress_table({"x": tmp_path, "y": tmp_path})
+    both = reruns.progress_table({"x": tmp_path, "y": tmp_path})
     assert list(both["run"]) == ["x", "x", "y", "y"] and both.columns[0] == "run"
     with pytest.raises(FileNotFoundError, match="gpu_run.log"):
-        findings.command_progress(tmp_path / "missing")
+        reruns.command_progress(tmp_path / "missing")
 
 
 def test_provenance_of_another_folder_names_it_and_its_label(tmp_path):
@@ -143,10 +142,10 @@ def test_provenance_of_another_folder_names_it_and_its_label(tmp_path):
     logs.mkdir(parents=True)
     (logs / "gpu_env.txt").write_text("NVIDIA X, 1.0\n")
     (logs / "command_times.txt").write_text("100 start a\n160 end a\n")
-    text = findings.rerun_provenance(tmp_path, "gpu", "third", "third run")
+    text = reruns.rerun_provenance(tmp_path, "gpu", "third", "third run")
     assert text.startswith("The third run's log (") and "gpu/third/logs" in text and "60 s" in text
     assert "1 grid command" in text
-    assert "no log of a third run" in findings.rerun_provenance(tmp_path, "gpu", "elsewhere", "third run")
+    assert "no log of a third run" in reruns.rerun_provenance(tmp_path, "gpu", "elsewhere", "third run")
 
 
 # ------------------------------------------------------------------------------ the committed runs
@@ -156,26 +155,26 @@ THIRD = TABLES / "gpu" / "shared_rates_run"
 
 def test_the_committed_third_run_is_intact_and_was_computed_with_shared_rates():
     assert manifest.problems(THIRD, "gpu") == []
-    runs = findings.load_committed(THIRD, "gpu")
-    assert findings.run_commits(runs) == ["b988134"]
+    runs = reruns.load_committed(THIRD, "gpu")
+    assert reruns.run_commits(runs) == ["b988134"]
     # it searched every cell of both sizes on the first pre-trained model, with the shared rule's
     # extensions: every sparsity of a (size, task) tried the same rates
-    cells = findings.lr_search_from_finetunes(runs["finetune"], LRSearch(grid=GPU.finetune.lr_search.grid,
+    cells = reruns.lr_search_from_finetunes(runs["finetune"], LRSearch(grid=GPU.finetune.lr_search.grid,
                                                                           shared=True))
     assert len(cells) == len(GPU.sizes) * len(GPU.sparsity_levels) * len(GPU.finetune.tasks)
     for size in GPU.sizes:
         for task in GPU.task_names:
             tried = {tuple(sorted(c["losses"])) for c in cells if c["size"] == size and c["task"] == task}
             assert len(tried) == 1, (size, task, tried)
-    progress = findings.command_progress(THIRD / "logs")
+    progress = reruns.command_progress(THIRD / "logs")
     assert len(progress) == 2 and progress["pre-trainings"].iloc[-1] == len(runs["pretrain"])
 
 
 def test_the_committed_rate_comparison_covers_both_sizes():
-    runs = {"published": findings.load_committed(TABLES, "gpu"),
-            "second": findings.load_committed(TABLES / "gpu" / "rerun", "gpu"),
-            "third": findings.load_committed(THIRD, "gpu")}
-    frame = findings.rate_choices(runs, GPU.finetune.lr_search, GPU.sizes, GPU.sparsity_levels)
+    runs = {"published": reruns.load_committed(TABLES, "gpu"),
+            "second": reruns.load_committed(TABLES / "gpu" / "rerun", "gpu"),
+            "third": reruns.load_committed(THIRD, "gpu")}
+    frame = reruns.rate_choices(runs, GPU.finetune.lr_search, GPU.sizes, GPU.sparsity_levels)
     assert len(frame) == len(GPU.sizes) * len(GPU.finetune.tasks)
     assert set(frame.loc[frame["size"] == GPU.sizes[0], "runs"]) == {3}
     assert set(frame.loc[frame["size"] == GPU.sizes[1], "runs"]) == {2}
@@ -186,7 +185,7 @@ def test_the_comparison_applies_both_rules_whatever_the_search_it_is_given_says(
 
     shared = dataclasses.replace(SEARCH, shared=True)
     runs = {"a": _run(FIRST), "b": _run(SECOND)}
-    assert findings.rate_choices(runs, shared, ["s"], LEVELS).equals(findings.rate_choices(runs, SEARCH, ["s"], LEVELS))
+    assert reruns.rate_choices(runs, shared, ["s"], LEVELS).equals(reruns.rate_choices(runs, SEARCH, ["s"], LEVELS))
 
 
 def test_pretraining_across_runs_flags_a_model_whose_settings_differ_between_runs():
@@ -194,5 +193,5 @@ def test_pretraining_across_runs_flags_a_model_whose_settings_differ_between_run
         return {"pretrain": [{"size": "s", "sparsity": 0.0, "seed": 0, "val_ppl": 100.0, "key": key}],
                 "finetune": [], "eval": []}
 
-    assert bool(findings.pretraining_across_runs({"p": pre("k1"), "q": pre("k1")}, ["s"], LEVELS)["same key"].iloc[0])
-    assert not findings.pretraining_across_runs({"p": pre("k1"), "q": pre("k2")}, ["s"], LEVELS)["same key"].iloc[0]
+    assert bool(reruns.pretraining_across_runs({"p": pre("k1"), "q": pre("k1")}, ["s"], LEVELS)["same key"].iloc[0])
+    assert not reruns.pretraining_across_runs({"p": pre("k1"), "q": pre("k2")}, ["s"], LEVELS)["same key"].iloc[0]

@@ -223,3 +223,17 @@ def test_the_verdict_table_has_a_column_per_design():
     assert sentence.startswith("Under a model of the published run") and "H1's verdict in" in sentence
     with pytest.raises(ValueError):
         R.verdict_table([])
+
+
+def test_a_design_can_have_its_own_number_of_models_per_size():
+    cells = {**_two_cell_cells(), **{("t", k[1], k[2]): V.Cell("t", k[1], k[2], c.values, c.losses)
+                                     for k, c in _two_cell_cells().items()}}
+
+    def h1(c):
+        return [V.verdict_h1(c, ["s", "t"], [0.0, 0.5])]
+    fresh = R.draw(R.fit(cells), np.random.default_rng(0), {"s": 6, "t": 3})
+    assert fresh[("s", "e2e", 0.5)].n_pretrained == 6 and fresh[("t", "e2e", 0.5)].n_pretrained == 3
+    f = R.forecast(cells, h1, n_models={"s": 6, "t": 3}, draws=20)
+    assert R.design_label(f) == "6 s / 3 t models, truth = this run"
+    with pytest.raises(ValueError, match="no number for size 't'"):
+        R.forecast(cells, h1, n_models={"s": 6}, draws=20)

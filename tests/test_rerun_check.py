@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from spdf_lib import findings, manifest
+from spdf_lib import manifest, reruns
 from spdf_lib.profiles import LRSearch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,7 +74,7 @@ def _grid(value_shift=None, chosen=None, ppl_scale=1.0):
 
 
 def _check(published, rerun):
-    return findings.rerun_check(published, rerun, size=SIZE, levels=LEVELS, search=SEARCH)
+    return reruns.rerun_check(published, rerun, size=SIZE, levels=LEVELS, search=SEARCH)
 
 
 # ------------------------------------------------------------------------------ the search, rebuilt
@@ -86,7 +86,7 @@ def test_the_rebuilt_search_picks_the_lowest_validation_loss_and_ignores_the_oth
             _ft(0.0, "e2e", 4e-3, 0.1, pretrain_seed=1), _ft(0.0, "e2e", 1e-3, 0.1, seed=1),
             _ft(0.0, "e2e", 1e-3, 0.1, keep_masks=True), _ft(0.0, "e2e", 4e-3, 0.1, variant="rigl")]
     search = LRSearch(grid=(1e-3, 2e-3, 4e-3), factor=2.0, max_extensions=0)
-    (cell,) = findings.lr_search_from_finetunes(runs, search)
+    (cell,) = reruns.lr_search_from_finetunes(runs, search)
     assert (cell["size"], cell["sparsity"], cell["task"]) == (SIZE, 0.0, "e2e")
     assert cell["losses"] == {1e-3: 1.2, 2e-3: 1.0, 4e-3: 1.1}
     assert (cell["chosen"], cell["runner_up"], cell["status"]) == (2e-3, 4e-3, "interior")
@@ -94,20 +94,20 @@ def test_the_rebuilt_search_picks_the_lowest_validation_loss_and_ignores_the_oth
 
 def test_the_rebuilt_search_reports_a_cell_that_ends_at_an_edge():
     search = LRSearch(grid=(1e-3, 2e-3), factor=2.0, max_extensions=0)
-    low = findings.lr_search_from_finetunes([_ft(0.5, "dart", 1e-3, 0.9), _ft(0.5, "dart", 2e-3, 1.0)], search)
-    high = findings.lr_search_from_finetunes([_ft(0.5, "dart", 1e-3, 1.0), _ft(0.5, "dart", 2e-3, 0.9)], search)
+    low = reruns.lr_search_from_finetunes([_ft(0.5, "dart", 1e-3, 0.9), _ft(0.5, "dart", 2e-3, 1.0)], search)
+    high = reruns.lr_search_from_finetunes([_ft(0.5, "dart", 1e-3, 1.0), _ft(0.5, "dart", 2e-3, 0.9)], search)
     assert (low[0]["chosen"], low[0]["status"]) == (1e-3, "bound hit (lowest rate)")
     assert (high[0]["chosen"], high[0]["status"]) == (2e-3, "bound hit (highest rate)")
     # with extensions left, a cell at an edge is still incomplete, not a bound
-    assert findings.lr_search_from_finetunes([_ft(0.5, "dart", 1e-3, 1.0), _ft(0.5, "dart", 2e-3, 0.9)],
+    assert reruns.lr_search_from_finetunes([_ft(0.5, "dart", 1e-3, 1.0), _ft(0.5, "dart", 2e-3, 0.9)],
                                              LRSearch(grid=(1e-3, 2e-3)))[0]["status"] == "incomplete"
 
 
 def test_the_rebuilt_search_uses_the_first_seeds_it_is_given():
     runs = [_ft(0.0, "e2e", 1e-3, 1.0), _ft(0.0, "e2e", 2e-3, 1.1),
             _ft(0.0, "e2e", 1e-3, 1.1, pretrain_seed=3, seed=5), _ft(0.0, "e2e", 2e-3, 1.0, pretrain_seed=3, seed=5)]
-    assert findings.lr_search_from_finetunes(runs, SEARCH)[0]["chosen"] == 1e-3
-    assert findings.lr_search_from_finetunes(runs, SEARCH, first_seed=3, first_ft_seed=5)[0]["chosen"] == 2e-3
+    assert reruns.lr_search_from_finetunes(runs, SEARCH)[0]["chosen"] == 1e-3
+    assert reruns.lr_search_from_finetunes(runs, SEARCH, first_seed=3, first_ft_seed=5)[0]["chosen"] == 2e-3
 
 
 # ------------------------------------------------------------------------------ the check
@@ -198,14 +198,14 @@ def test_load_committed_raises_naming_a_changed_file(tmp_path):
     path = folder / "x.json"
     path.write_text(json.dumps({"value": 1.0}))
     manifest.record(tmp_path, "p", [path])
-    assert findings.load_committed(tmp_path, "p")["eval"] == [{"value": 1.0}]
+    assert reruns.load_committed(tmp_path, "p")["eval"] == [{"value": 1.0}]
     path.write_text(json.dumps({"value": 2.0}))
     with pytest.raises(manifest.CommittedResultError, match="x.json"):
-        findings.load_committed(tmp_path, "p")
+        reruns.load_committed(tmp_path, "p")
     path.write_text(json.dumps({"value": 1.0}))
     (folder / "y.json").write_text("{}")  # never recorded
     with pytest.raises(manifest.CommittedResultError, match="y.json"):
-        findings.load_committed(tmp_path, "p")
+        reruns.load_committed(tmp_path, "p")
 
 
 def test_rerun_provenance_reads_the_gpu_and_the_command_times(tmp_path):
@@ -213,11 +213,11 @@ def test_rerun_provenance_reads_the_gpu_and_the_command_times(tmp_path):
     logs.mkdir(parents=True)
     (logs / "gpu_env.txt").write_text("Some GPU, 1.2.3\ntorch x\n")
     (logs / "command_times.txt").write_text("100 start setup\n110 end setup\n120 start grid\n420 end grid\n")
-    text = findings.rerun_provenance(tmp_path)
+    text = reruns.rerun_provenance(tmp_path)
     # the set-up step runs no part of the grid and is left out
     assert "`Some GPU, 1.2.3`" in text and "1 grid command" in text and "300 s of wall time" in text
     assert "'grid'" in text and "setup" not in text
-    assert "no log" in findings.rerun_provenance(tmp_path / "elsewhere")
+    assert "no log" in reruns.rerun_provenance(tmp_path / "elsewhere")
 
 
 @pytest.mark.skipif(not (TABLES / "gpu" / "rerun" / "gpu" / "runs").is_dir(), reason="no committed re-run")
@@ -225,8 +225,8 @@ def test_the_committed_check_covers_every_small_h1_and_h2_cell():
     from spdf_lib.profiles import get_profile
 
     gpu = get_profile("gpu")
-    published = findings.load_committed(TABLES, "gpu")
-    check = findings.rerun_check(published, findings.load_committed(TABLES / "gpu" / "rerun", "gpu"),
+    published = reruns.load_committed(TABLES, "gpu")
+    check = reruns.rerun_check(published, reruns.load_committed(TABLES / "gpu" / "rerun", "gpu"),
                                  size=gpu.sizes[0], levels=gpu.sparsity_levels, search=gpu.finetune.lr_search)
     counts = check.cells["hypothesis"].value_counts().to_dict()
     assert counts == {"H1": 6, "H2": 2}
@@ -242,28 +242,28 @@ def test_the_committed_check_covers_every_small_h1_and_h2_cell():
     assert list(committed["outcome"]) == list(check.cells["published outcome"])
     searches = pd.read_csv(TABLES / "gpu" / "lr_search.csv")
     searches = searches[searches["size"] == gpu.sizes[0]]
-    rebuilt = {(r["task"], findings.level_label(r["sparsity"])): r["published chosen"]
+    rebuilt = {(r["task"], reruns.level_label(r["sparsity"])): r["published chosen"]
                for _, r in check.rates.iterrows()}
     assert {(r["task"], r["sparsity"]): r["chosen"] for _, r in searches.iterrows()} == rebuilt
 
 
 def test_the_summary_line_says_which_verdicts_survived():
-    same = findings.rerun_summary(_check(_grid(), _grid()))
+    same = reruns.rerun_summary(_check(_grid(), _grid()))
     assert "H1 survived, H2 survived" in same and "4 of 4 judged cells" in same
-    flipped = findings.rerun_summary(_check(_grid(), _grid(value_shift={("e2e", 0.5): -5.0})))
+    flipped = reruns.rerun_summary(_check(_grid(), _grid(value_shift={("e2e", 0.5): -5.0})))
     assert "H1 did not survive, H2 survived" in flipped and "3 of 4" in flipped
 
 
 def test_the_summary_line_only_warns_when_something_changed():
-    same = findings.rerun_summary(_check(_grid(), _grid()))
+    same = reruns.rerun_summary(_check(_grid(), _grid()))
     assert "less stable" not in same
-    assert "less stable" in findings.rerun_summary(_check(_grid(), _grid(value_shift={("e2e", 0.5): -5.0})))
+    assert "less stable" in reruns.rerun_summary(_check(_grid(), _grid(value_shift={("e2e", 0.5): -5.0})))
 
 
 def test_run_commits_lists_the_commits_of_one_size():
     stages = {"eval": [{"size": "a", "environment": {"commit": "abc"}}, {"size": "b", "environment": {"commit": "def"}},
                        {"size": "a", "environment": {}}]}
-    assert findings.run_commits(stages) == ["abc", "def"] and findings.run_commits(stages, "a") == ["abc"]
+    assert reruns.run_commits(stages) == ["abc", "def"] and reruns.run_commits(stages, "a") == ["abc"]
 
 
 @pytest.mark.skipif(not (REPO / "tables" / "gpu" / "rerun").is_dir(), reason="no committed re-run")
@@ -273,8 +273,8 @@ def test_substituting_the_second_runs_small_cells_rejudges_every_headline_verdic
     from spdf_lib.profiles import get_profile
 
     tables = REPO / "tables"
-    frame = findings.substituted_verdicts(findings.load_committed(tables, "gpu"),
-                                          findings.load_committed(tables / "gpu" / "rerun", "gpu"), get_profile("gpu"))
+    frame = reruns.substituted_verdicts(reruns.load_committed(tables, "gpu"),
+                                          reruns.load_committed(tables / "gpu" / "rerun", "gpu"), get_profile("gpu"))
     assert list(frame["hypothesis"]) == ["H1", "H2", "H3"]
     with open(tables / "gpu" / "verdicts.csv", newline="") as handle:
         page = {r["hypothesis"]: r["verdict"] for r in csv.DictReader(handle)}
@@ -289,7 +289,7 @@ def test_the_rerun_figure_draws_both_runs_of_every_cell_and_marks_the_changed_on
     from spdf_lib import verdicts
 
     check = _check(_grid(), _grid(value_shift={("e2e", 0.5): -5.0}))
-    fig = findings.rerun_figure(check)
+    fig = reruns.rerun_figure(check)
     h1, h2 = fig.axes
     names = [t.get_text() for t in h1.get_yticklabels()]
     assert len(names) == int((check.cells["hypothesis"] == "H1").sum())
@@ -300,5 +300,5 @@ def test_the_rerun_figure_draws_both_runs_of_every_cell_and_marks_the_changed_on
     assert (-verdicts.BLEU_MARGIN, -verdicts.BLEU_MARGIN) in lines
     # the shown table keeps the intervals as text and leaves their numeric bounds to the figure
     assert "published low" in check.cells.columns and "published low" not in check.table.columns
-    empty = findings.rerun_figure(dataclasses.replace(check, cells=check.cells.iloc[0:0]))
+    empty = reruns.rerun_figure(dataclasses.replace(check, cells=check.cells.iloc[0:0]))
     assert empty.axes[0].texts[0].get_text() == "no judged cell in both runs"

@@ -96,17 +96,17 @@ def test_a_shared_search_gives_every_sparsity_of_a_size_the_rate_of_their_pooled
     assert finals == {0.0, 0.75}  # the other seeds' final runs at the shared rate
     assert all(c["pooled"][4e-3] == min(c["pooled"].values()) for c in cells.values())
     # chapter 06 rebuilds the same decisions from the fine-tuning results alone
-    from spdf_lib import findings
+    from spdf_lib import reruns
 
     rows = [{"size": r.base.size, "sparsity": r.base.sparsity, "pretrain_seed": r.base.seed, "task": r.task,
              "lr": r.lr, "seed": r.seed, "keep_masks": r.keep_masks, "dev_loss": out["finetune"][r.run_id]["dev_loss"]}
             for r in fake if r.stage == "finetune"]
-    rebuilt = {c["sparsity"]: c for c in findings.lr_search_from_finetunes(rows, search)}
+    rebuilt = {c["sparsity"]: c for c in reruns.lr_search_from_finetunes(rows, search)}
     for level, cell in cells.items():
         assert {k: rebuilt[level][k] for k in ("chosen", "runner_up", "status", "losses", "pooled")} == \
             {k: cell[k] for k in ("chosen", "runner_up", "status", "losses", "pooled")}
     # per cell, the same losses choose differently: dense alone would take 8e-3, at the edge
-    per_cell = {c["sparsity"]: c for c in findings.lr_search_from_finetunes(rows, base.finetune.lr_search)}
+    per_cell = {c["sparsity"]: c for c in reruns.lr_search_from_finetunes(rows, base.finetune.lr_search)}
     assert per_cell[0.0]["chosen"] == 8e-3 and per_cell[0.75]["chosen"] == 2e-3 and "pooled" not in per_cell[0.0]
 
 
