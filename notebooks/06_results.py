@@ -253,22 +253,26 @@ report.show(substituted)
 # sparsity as the published run had, from a normal distribution with that covariance, and judges
 # them by the rules at the top of the page; this is repeated a few thousand times. All tasks of one
 # drawn model move together, as they did in the measured models, which matters for H2: it compares
-# tasks of one model, and the model's own quirks cancel in that comparison.
+# tasks of one model, and the model's own quirks cancel in that comparison. Different sizes and
+# sparsities are drawn independently, as the rules' intervals treat them. A drawn model stands for
+# a model's mean over its fine-tuning seeds; the published models had one or two of those, and the
+# drawn ones all get their average spread.
 #
 # Where is the truth the fresh runs scatter around? Two answers, both shown. *Truth = this run*: the
 # effects are what the published run estimated, the choice of a power analysis. *Truth uncertain*:
 # each fresh run first draws its own truth around the estimate, as far as the estimate's own
-# standard error allows, so what the published run left unknown counts too. The first answers "if
+# standard error allows (with the heavy tails of Student's t, as the published intervals have), so
+# what the published run left unknown counts too. The first answers "if
 # the effects are as measured, how often does the design find them again?", the second "how
 # likely is it that the next run agrees with this one?". The model leaves out the choice of the
 # learning rate (every cell keeps the runs at its chosen rate), the uncertainty of the covariance
 # itself, measured on only a few models, and anything that is not normal. Its probabilities belong to
-# a model of this run, not to the world; the last sentence of this section checks the model against
+# a model of this run, not to the world; the paragraph under the table checks the model against
 # the one second run there is.
 #
 # The same model also answers what twice as many pre-trained models per cell would buy, with the
-# truth fixed or uncertain: with the truth uncertain, no number of models makes a verdict more
-# certain than the published run's own intervals allow.
+# truth fixed or uncertain. With the truth uncertain, no number of models removes the chance that
+# the truth lies on the other side of a rule's line.
 
 # %%
 from spdf_lib import replication
@@ -301,9 +305,9 @@ replication.cell_figure(forecasts[0]);
 # How to read this. A hypothesis verdict combines its cells (H1 and H2 need every cell on their
 # side, H3 one cell each way for *mixed*), so it is at most as stable as the rule makes it: H2
 # holds only if every cell is supported, so a single split cell is enough to make it fragile. The
-# table's right-hand columns show whether more pre-trained models per cell would settle a verdict:
-# with the truth fixed they usually would, with the truth uncertain only as far as the published
-# estimates lie clear of the rule's line.
+# table's right-hand columns show, verdict by verdict, how far more pre-trained models per cell
+# would settle it; where the two right-hand columns differ, part of what remains is the chance that
+# the truth lies across the line, and then a larger run would rightly reach another verdict.
 
 # %% [markdown]
 # ## A third run, cut short: one rate per size and task

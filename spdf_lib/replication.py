@@ -10,11 +10,15 @@ they would. It fits a normal model to one run and draws many fresh runs from it:
   H2's per-model contrast needs.
 * The truth is either this run's estimate (the plug-in choice of a power analysis: "if the effects
   are what this run measured") or, with ``truth_uncertain``, drawn anew for each fresh run around the
-  estimate with the estimate's own sampling spread (covariance / n): what this run leaves unknown
-  then counts too, and more models per cell cannot make a verdict more certain than that.
-* A fresh run draws ``n_models`` new models for every (size, sparsity), independently, each with one
-  value per task and field (it stands for the model's mean over its fine-tuning seeds), and judges
-  them with the same rules (``verdicts.judge``).
+  estimate with the estimate's own sampling spread (covariance / n, widened to Student's t with n - 1
+  degrees of freedom as the published intervals are): what this run leaves unknown then counts too,
+  and more models per cell cannot remove the chance that the truth lies across a rule's line.
+* A fresh run draws ``n_models`` new models for every (size, sparsity), each group independently of
+  the others (as the rules' Welch intervals treat them), each model with one value per task and field
+  (it stands for the model's mean over its fine-tuning seeds), and judges them with the same rules
+  (``verdicts.judge``). Where the observed models had different numbers of fine-tuning seeds (the
+  first pre-trained model of the gpu profile has two, the others one), the fitted spread is their
+  average, and every drawn model has it.
 
 What it leaves out: the uncertainty of the covariance itself (estimated from a few models), the
 choice of a learning rate (a fresh run keeps every cell's observed runs at its chosen rate), and
@@ -68,9 +72,10 @@ class Group:
 
 
 def fit(cells: dict) -> dict[tuple[str, float], Group]:
-    """The model of every (size, sparsity) in ``cells`` (``verdicts.collect``), from the pre-trained
-    models that every task of the group has. Fewer than two such models in a group: NotComputable,
-    naming the group."""
+    """The model of every (size, sparsity) in ``cells`` (``verdicts.collect``). Every task of a group must
+    have the same pre-trained models, at least two (else NotComputable, naming the group and the models
+    at fault): a model missing from one task would leave the covariance resting on fewer models than
+    the verdicts it forecasts."""
     keys: dict[tuple[str, float], list[str]] = {}
     for size, task, level in cells:
         keys.setdefault((size, float(level)), []).append(task)
@@ -79,6 +84,11 @@ def fit(cells: dict) -> dict[tuple[str, float], Group]:
         tasks = sorted(tasks)
         per_task = [cells[(size, t, level)] for t in tasks]
         seeds = sorted(set.intersection(*[set(c.values) for c in per_task]), key=str)
+        partial = sorted(set.union(*[set(c.values) for c in per_task]) - set(seeds), key=str)
+        if partial:
+            raise stats.NotComputable(
+                f"{size}, {V.level_label(level)}: pre-trained model(s) {', '.join(map(str, partial))} lack a result "
+                f"in some of its tasks ({', '.join(tasks)}); a replication forecast needs every task of every model")
         if len(seeds) < 2:
             raise stats.NotComputable(
                 f"{size}, {V.level_label(level)}: {len(seeds)} pre-trained model(s) common to its tasks "
@@ -95,7 +105,7 @@ def _models_for(n_models: int | Mapping[str, int], size: str) -> int:
     if isinstance(n_models, Mapping) and size not in n_models:
         raise ValueError(f"n_models gives no number for size {size!r} (it has {', '.join(map(str, n_models))})")
     n = n_models[size] if isinstance(n_models, Mapping) else n_models
-    if n < 2:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
         raise ValueError(f"n_models={n} for {size}: a fresh run needs at least 2 pre-trained models per group")
     return int(n)
 
@@ -106,14 +116,17 @@ def draw(groups: dict[tuple[str, float], Group], rng: np.random.Generator, n_mod
     ``verdicts.collect`` (one fine-tuning value per model). A new model is ``truth + w @ deviations /
     sqrt(n - 1)`` with ``w`` standard normal, so its covariance is the observed one. The truth is the
     observed mean, or with ``truth_uncertain`` a draw around it with the observed mean's own sampling
-    spread (covariance / n), so that a fresh run also varies with what the observed run left unknown."""
+    spread (covariance / n), widened as Student's t with n - 1 degrees of freedom (a scale
+    ``sqrt((n - 1) / chi2_{n-1})`` per group and draw), the uncertainty the published t intervals carry,
+    so that a fresh run also varies with what the observed run left unknown."""
     cells = {}
     for (size, level), g in groups.items():
         n = _models_for(n_models, size)
         scale = 1 / math.sqrt(g.n_observed - 1)
         truth = g.mean
         if truth_uncertain:
-            truth = truth + rng.standard_normal(g.n_observed) @ g.deviations * scale / math.sqrt(g.n_observed)
+            widen = math.sqrt((g.n_observed - 1) / rng.chisquare(g.n_observed - 1))
+            truth = truth + rng.standard_normal(g.n_observed) @ g.deviations * scale * widen / math.sqrt(g.n_observed)
         w = rng.standard_normal((n, g.n_observed))
         models = truth + w @ g.deviations * scale
         by_task: dict[str, dict[str, dict]] = {}
@@ -141,7 +154,9 @@ class Forecast:
 
     @property
     def mc_error(self) -> float:
-        """The largest Monte Carlo standard error of a probability here: 0.5 / sqrt(draws)."""
+        """The largest Monte Carlo standard error of a share of fresh runs here (``fresh run gives it`` and
+        the outcome shares): 0.5 / sqrt(draws). The agreement of two fresh runs is a square of such
+        shares and can have up to about 0.56 / sqrt(draws)."""
         return 0.5 / math.sqrt(self.draws)
 
     @property
@@ -176,7 +191,8 @@ class Forecast:
     def kept(self, keys: Sequence[tuple]) -> np.ndarray:
         """Per draw: how many of the cells ``keys`` (``cell_key``) a fresh run gives their observed outcome."""
         observed = {k: o for v in self.observed for k, o in _outcomes_of(v).items()}
-        return sum((self.outcome_draws[k] == observed[k]).to_numpy(dtype=int) for k in keys)
+        return sum(((self.outcome_draws[k] == observed[k]).to_numpy(dtype=int) for k in keys),
+                   np.zeros(self.draws, dtype=int))
 
 
 def cell_key(row) -> tuple:
@@ -298,6 +314,11 @@ def rerun_comparison(forecast: Forecast, rerun_cells: pd.DataFrame, size: str) -
     missing = [k for k in keys if k not in forecast.outcome_draws.columns]
     if missing:
         raise KeyError(f"the forecast judged no cell {_cell_label(missing[0])}")
+    forecast_outcomes = {k: o for v in forecast.observed for k, o in _outcomes_of(v).items()}
+    for key, (_, r) in zip(keys, judged.iterrows()):
+        if forecast_outcomes[key] != r["published outcome"]:
+            raise ValueError(f"{_cell_label(key)}: the re-run check's published outcome is {r['published outcome']!r}, "
+                             f"the forecast's {forecast_outcomes[key]!r}: they judged different runs or rates")
     kept = forecast.kept(keys)
     observed = int(judged["same outcome"].sum())
     return {"design": design_label(forecast), "cells": len(keys), "expected kept": float(kept.mean()),
@@ -323,14 +344,17 @@ def rerun_sentence(comparisons: Sequence[dict], size: str) -> str:
     for c in comparisons:
         where = tail_reading(c["p at most observed"], c["draws"])
         band, reading = {
-            "below": ("fewer than one in twenty", "so the second run moved more than this model makes a run move, "
-                                                   "and the model leaves out something that moved it"),
-            "above": ("more than one in twenty", "so the second run is within what this model makes a run do"),
+            "below": ("fewer than one in twenty", "so the second run moved more than this model makes a fresh run "
+                                                   "move, and the model leaves out something that moved it"),
+            "above": ("more than one in twenty", "so the second run is within what this model makes a fresh run do"),
             "at": ("about one in twenty, within the simulation's own error",
-                   "so the second run sits at the edge of what this model makes a run do")}[where]
+                   "so the second run sits at the edge of what this model makes a fresh run do")}[where]
         parts.append(f"Fresh runs ({c['design']}) keep {c['expected kept']:.1f} on average, and "
                      f"{c['observed kept']} or fewer in {c['p at most observed']:.1%} of {c['draws']} ({band}), "
                      f"{reading}.")
+    parts.append("The second run reused the published run's seeds, so it should move less than a fresh run with new "
+                 "ones: a second run within the model's range is weak support for the model, one beyond it is "
+                 "strong evidence against it.")
     return " ".join(parts)
 
 
