@@ -74,7 +74,7 @@ display(Markdown(findings.table_caption(cells, P)))
 # %%
 table1 = verdicts.results_table(cells, small, "gpt2-small", P.sparsity_levels, P.task_names)
 report.write_table(table1, TABLES, P.name, "table1")
-report.show(table1)
+report.show(table1, caption=findings.results_table_caption(cells, small, "Table 1"))
 
 # %% [markdown]
 # ## Table 2: the GPT-3 XL analog
@@ -84,7 +84,7 @@ report.show(table1)
 # %%
 table2 = verdicts.results_table(cells, large, "gpt3-xl", P.sparsity_levels, P.task_names)
 report.write_table(table2, TABLES, P.name, "table2")
-report.show(table2)
+report.show(table2, caption=findings.results_table_caption(cells, large, "Table 2"))
 
 # %% [markdown]
 # ## Figure 4: E2E BLEU and summarization perplexity against pre-training sparsity
@@ -120,7 +120,7 @@ report.write_table(findings.verdict_cells(results), TABLES, P.name, "verdict_cel
 report.show(summary)
 
 # %%
-for caption, table in findings.verdict_tables(results):
+for caption, table in findings.verdict_tables(results, cells):
     display(report.show(table, caption=caption))
 
 # %%
@@ -204,7 +204,9 @@ display(report.show(check.differing_rates.drop(columns="same rate"), digits=4, c
     f"chosen one's.")))
 display(report.show(check.runs, caption=(
     "Evaluations present in both runs under the same run id: the second run's test metric minus the "
-    "published one, by task (BLEU points, or perplexity for summarization).")))
+    "published one, by task (BLEU points, or perplexity for summarization). The mean and the sample sd (n − 1, n "
+    "the task's runs) describe how far one run moves; they estimate no effect, and runs of one pre-trained model "
+    "are not independent, so no interval is given.")))
 display(Markdown(check.sentence()))
 
 # %%
@@ -383,7 +385,10 @@ display(Markdown(reruns.same_key_sentence(reruns.same_key_evaluations(published_
 # %%
 comparison = findings.paper_comparison(cells, P)
 report.write_table(comparison, TABLES, P.name, "paper_comparison")
-display(report.show(comparison))
+display(report.show(comparison, caption=(
+    "Every cell where the paper publishes a change: ours with its 95% interval (Welch t over pre-trained models), "
+    "the published change (no interval: the sources give none), their ratio (a point ratio, no interval) and "
+    "three checks.")))
 display(Markdown(findings.comparison_note(cells, P)))
 
 # %% [markdown]

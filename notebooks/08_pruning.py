@@ -92,7 +92,10 @@ display(figures.pruning_iterations_table(iterations))
 # %%
 baselines = pruning.baselines_frame(prune_results, static)
 report.write_table(baselines, TABLES, P.name, "pruning_baselines")
-display(figures.show_table(baselines, {"sparsity": "{:.2%}", "val_ppl": "{:.2f}", "extra training tokens": "{:,}"}))
+display(figures.show_table(baselines, {"sparsity": "{:.2%}", "val_ppl": "{:.2f}", "extra training tokens": "{:,}"})
+        .set_caption("Validation perplexity of each sparse model against the dense one it started from. Each row is "
+                     f"one run from pre-training seed {dense_large.seed}, so no row has an interval: a difference "
+                     "between rows is one measurement, and chapter 04 gives the spread between pre-training seeds."))
 
 # %%
 figures.pruning_figure(iterations, baselines);

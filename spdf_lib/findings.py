@@ -15,7 +15,8 @@ from . import report, stats, verdicts as V
 from .verdicts import level_label
 
 __all__ = [
-    "PAPER_MODEL", "STATEMENTS", "paper_models", "table_caption", "figure4", "delta_figure", "verdict_summary",
+    "PAPER_MODEL", "STATEMENTS", "paper_models", "table_caption", "results_table_caption", "figure4", "delta_figure",
+    "verdict_summary",
     "verdict_cells", "verdict_tables", "noise_tables", "noise_floor_note", "paper_comparison", "comparison_note",
     "sources_note", "setup_vs_paper", "control_test_table", "control_test_note", "example_outputs",
     "published_beside", "summary_note", "VERDICT_VIEW", "plural",
@@ -70,6 +71,21 @@ def table_caption(cells: dict, profile) -> str:
             f"*Δ ours [95% CI]*: sparse minus dense of the same size, with its {stats.METHOD}. "
             f"*paper* and *Δ paper*: the published values; the paper's ± is its 'variation' over several "
             f"fine-tuning runs, with no estimator stated. '–': the sources publish no value.")
+
+
+def results_table_caption(cells: dict, size: str, title: str) -> str:
+    """The caption of Table 1 or 2 (``title``) for ``size``: what ± and the interval are, with n and the
+    seeds they span, computed from that size's cells."""
+    own = [c for c in cells.values() if c.size == size]
+    if not own:
+        return f"{title}: no results for {size}."
+    seeds = sorted({s for c in own for s in c.values}, key=str)
+    pre = sorted({c.n_pretrained for c in own})
+    return (f"{title}: {size} after dense fine-tuning. ±: sample standard deviation (n − 1) of the per-pre-training "
+            f"means, n = {'/'.join(map(str, pre))} pre-trained models (pre-training seeds "
+            f"{', '.join(map(str, seeds))}), each the mean of its fine-tuning runs. Δ ours [95% CI]: sparse minus "
+            f"dense, Welch t interval over the same models. Δ paper: as published, with no interval (the sources "
+            f"give none).")
 
 
 def _mean_and_error(cell) -> tuple[float, float]:
@@ -203,13 +219,17 @@ VERDICT_VIEW = {  # hypothesis -> (columns that name a cell, digits, what is com
 }
 
 
-def verdict_tables(results: Sequence[V.Verdict]) -> list[tuple[str, pd.DataFrame]]:
+def verdict_tables(results: Sequence[V.Verdict], cells: dict | None = None) -> list[tuple[str, pd.DataFrame]]:
     """One (caption, table) per hypothesis: each judged cell's estimate, 95% interval and outcome,
-    the caption saying what is compared, in which unit, and by which rule."""
+    the caption saying what is compared, in which unit, by which rule and, with ``cells``, over how
+    many pre-trained models per cell."""
     out = []
+    counts = sorted({c.n_pretrained for c in (cells or {}).values()})
+    over = (f" Intervals: 95% Welch t over per-pre-training means, {'/'.join(map(str, counts))} pre-trained "
+            f"models per cell." if counts else "")
     for v in results:
         names, digits, what, rule = VERDICT_VIEW[v.hypothesis]
-        caption = f"{v.hypothesis}: {v.verdict}. Each row: {what}; {rule.format(m=V.BLEU_MARGIN)}."
+        caption = f"{v.hypothesis}: {v.verdict}. Each row: {what}; {rule.format(m=V.BLEU_MARGIN)}.{over}"
         if v.cells.empty:
             out.append((caption, pd.DataFrame({"note": ["no cell could be judged at this profile"]})))
             continue
@@ -626,12 +646,16 @@ def official_vs_sacrebleu_note(scores: pd.DataFrame, eval_results: Iterable[dict
     """By task, how far the official scorer's BLEU lies from the book's sacreBLEU on the same outputs."""
     if scores.empty:
         return "No decoded outputs to score at this profile."
-    sacre = {r["run_id"]: r["value"] for r in eval_results}
+    results = {r["run_id"]: r for r in eval_results}
     parts = []
     for task, group in scores.groupby("task", sort=False):
-        diff = pd.Series([row["BLEU"] - sacre[row["run_id"]] for _, row in group.iterrows()])
-        parts.append(f"{V.TASK_LABEL[task]} {diff.mean():+.2f} (from {diff.min():+.2f} to {diff.max():+.2f}, "
-                     f"{len(diff)} runs)")
-    return ("Official BLEU minus the sacreBLEU of Tables 1 and 2, on the same decoded outputs: " + "; ".join(parts)
+        diff = pd.Series([row["BLEU"] - results[row["run_id"]]["value"] for _, row in group.iterrows()])
+        kept = sum(bool(results[row["run_id"]].get("keep_masks")) for _, row in group.iterrows())
+        which = f"{len(diff) - kept} fine-tuned dense" + (f", {kept} with the masks kept" if kept else "")
+        parts.append(f"{V.TASK_LABEL[task]} {diff.mean():+.2f} (from {diff.min():+.2f} to {diff.max():+.2f} over "
+                     f"{len(diff)} final runs: {which})")
+    return ("Official BLEU minus the sacreBLEU of Tables 1 and 2, on the same decoded outputs, mean and range over "
+            "the runs scored (every size, sparsity and seed; a range, not an interval: it says how far the two "
+            "scorers part on one run's outputs): " + "; ".join(parts)
             + ". The official scorers lower-case and tokenize differently, so the two are not interchangeable: "
               "compare a number with the paper's only when it comes from the same scorer.")

@@ -279,9 +279,13 @@ def _masked_speed_sentence(benchmarks=store.REPO_ROOT / "tables" / "gpu" / "benc
     record = json.loads(files[-1].read_text())
     ratios = {r["preset"]: r["masked_slowdown_vs_dense"] for r in record["rows"] if r["loop"] == "ratios"}
     parts = [f"{preset} {100 * v:+.1f}%" for preset, v in ratios.items()]
+    log = files[-1].with_suffix(".log")
+    header = log.read_text(encoding="utf-8").splitlines()[0] if log.exists() else ""
+    how = (f" ({header.replace('; ', ', ')}: one measurement of each loop's median step time, with no interval)"
+           if header else " (one measurement, with no interval)")
     return (f"On an idle GPU (`benchmarks/bench_pretrain_throughput.py`, committed as `{files[-1].name}`) a step "
-            f"with 75% masks took this much longer than a dense step: {', '.join(parts)}. Dense kernels multiply the "
-            f"zeros too (chapter 07), so fewer FLOPs do not become less time on a GPU.")
+            f"with 75% masks took this much longer than a dense step: {', '.join(parts)}{how}. Dense kernels "
+            f"multiply the zeros too (chapter 07), so fewer FLOPs do not become less time on a GPU.")
 
 
 # ----------------------------------------------------------------------------- chapter 05

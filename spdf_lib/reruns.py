@@ -309,10 +309,11 @@ def _runs_table(published: Iterable[dict], rerun: Iterable[dict]) -> pd.DataFram
         v = pd.Series(d["value"])
         rows.append({"task": V.TASK_LABEL.get(task, task), "metric": d["metric"], "runs": len(v),
                      "same key": d["keys"], "mean difference": v.mean(),
-                     "sd of difference": v.std(ddof=1) if len(v) > 1 else math.nan,
+                     "sd of difference (n − 1)": v.std(ddof=1) if len(v) > 1 else math.nan,
                      "max |difference|": v.abs().max(),
                      "max |test loss difference| (nats)": pd.Series(d["loss"]).abs().max()})
-    return pd.DataFrame(rows, columns=["task", "metric", "runs", "same key", "mean difference", "sd of difference",
+    return pd.DataFrame(rows, columns=["task", "metric", "runs", "same key", "mean difference",
+                                       "sd of difference (n − 1)",
                                        "max |difference|", "max |test loss difference| (nats)"])
 
 

@@ -31,7 +31,8 @@ from . import stats
 
 __all__ = [
     "METRIC", "TASK_LABEL", "PUBLISHED_DELTA", "PUBLISHED_VALUE", "BLEU_MARGIN", "MARGIN_REASON", "rules_markdown",
-    "Cell", "variant_of", "chosen_rates", "final_evals", "collect", "delta", "Verdict", "verdict_h1", "verdict_h2", "verdict_h3", "judge", "results_table",
+    "Cell", "variant_of", "chosen_rates", "final_evals", "collect", "delta", "Verdict", "verdict_h1", "verdict_h2",
+    "verdict_h3", "judge", "results_table",
     "noise_floor", "DATA_TO_TEXT", "level_label",
 ]
 

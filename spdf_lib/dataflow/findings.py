@@ -196,9 +196,16 @@ def measurements_markdown(measurements: pd.DataFrame, source: Path) -> str:
         text = "No kernel measurements are present."
     else:
         found = measurements.drop_duplicates(["source_file"])
+
+        def repeats(name: str) -> str:
+            if "repeats" not in measurements:
+                return ""
+            counts = sorted({int(n) for n in measurements.loc[measurements["source_file"] == name, "repeats"].dropna()})
+            return f", each time the median of {'/'.join(map(str, counts))} timed calls" if counts else ""
         text = "Kernel measurements present: " + "; ".join(
-            f"`{r.source_file}` ({r.device}: {r.device_name}, torch {r.torch}, {r.tokens} tokens per matmul)"
-            for r in found.itertuples()) + "."
+            f"`{r.source_file}` ({r.device}: {r.device_name}, torch {r.torch}, {r.tokens} tokens per matmul"
+            f"{repeats(r.source_file)})" for r in found.itertuples()) + (
+            ". One measurement per kernel: the block times and speed-ups below carry no interval.")
     if measurements.empty or not (measurements["device"] == "cuda").any():
         text += (" No GPU table is present yet, so only the CPU is measured; run "
                  "`python scripts/measure_sparse_kernels.py --device cuda --sizes xl "

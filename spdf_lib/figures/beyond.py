@@ -377,6 +377,14 @@ def leave_one_out_table(frame: pd.DataFrame):
                       {"sparsity": "{:.0%}", "slope without it (nats per tenfold)": "{:+.3f}"}, na_rep="–")
 
 
+def _with_interval(row, estimate: str, low: str, high: str, digits: int = 3) -> str:
+    """'+0.048 [+0.01, +0.09]' from a row's estimate and interval columns; the estimate alone where the
+    interval is missing."""
+    lo, hi = float(row.get(low, float("nan"))), float(row.get(high, float("nan")))
+    text = f"{float(row[estimate]):+.{digits}f}"
+    return text + (f" {interval_text(lo, hi, digits)}" if np.isfinite(lo) and np.isfinite(hi) else "")
+
+
 def findings_note(variants: pd.DataFrame, gpu_time: pd.DataFrame | None, pretrain_results, level: float) -> str:
     """What the longer and the dynamic runs found, in sentences computed from
     :func:`spdf_lib.scaling.variant_frame`, :func:`~spdf_lib.scaling.gpu_time_frame` and the runs."""
@@ -388,11 +396,13 @@ def findings_note(variants: pd.DataFrame, gpu_time: pd.DataFrame | None, pretrai
     if len(iso):
         times = {} if gpu_time is None else dict(zip(gpu_time["run"], gpu_time["vs dense"]))
         each = "; ".join(
-            f"{r['run']}: {r['val loss vs static']:+.3f} nats against the Chinchilla-length static run and "
-            f"{r['val loss vs dense']:+.3f} against dense"
-            + (f", at {times[r['run']]:.2f}x the dense run's GPU time" if r["run"] in times else "")
+            f"{r['run']}: {_with_interval(r, 'val loss vs static', 'static low', 'static high')} nats against the "
+            f"Chinchilla-length static run and {_with_interval(r, 'val loss vs dense', 'low', 'high')} against dense"
+            + (f", at {times[r['run']]:.2f}x the dense run's GPU time (one benchmark, no interval)"
+               if r["run"] in times else "")
             for _, r in iso.iterrows())
-        parts.append(f"Trained to the dense run's FLOPs, the sparse runs change their validation loss by: {each}.")
+        parts.append(f"Trained to the dense run's FLOPs, the sparse runs change their validation loss by (95% "
+                     f"intervals over pre-training seeds, pooled variance, in brackets): {each}.")
     dyn = variants[variants["variant"].isin(["rigl", "set"])]
     if len(dyn):
         moved = {}
@@ -400,11 +410,13 @@ def findings_note(variants: pd.DataFrame, gpu_time: pd.DataFrame | None, pretrai
             if r.get("variant") in ("rigl", "set") and r.get("mask_moved_fraction") is not None:
                 moved.setdefault(scaling.run_label(r["variant"], r["sparsity"]), []).append(r["mask_moved_fraction"])
         each = "; ".join(
-            f"{r['run']}: {r['val loss vs static']:+.3f} nats against the static mask"
+            f"{r['run']}: {_with_interval(r, 'val loss vs static', 'static low', 'static high')} nats against the "
+            f"static mask"
             + (f", with {np.mean(moved[r['run']]):.0%} of its kept connections new at the end" if r["run"] in moved
                else "")
             for _, r in dyn.iterrows())
-        parts.append(f"The moving masks change the validation loss by: {each}. For scale: a mask drawn afresh at "
+        brackets = "the same intervals" if len(iso) else "95% intervals over pre-training seeds, pooled variance, in brackets"
+        parts.append(f"The moving masks change the validation loss by ({brackets}): {each}. For scale: a mask drawn afresh at "
                      f"random would have about {level:.0%} of its kept connections new, since at this sparsity the "
                      f"first mask keeps a random connection with probability {1 - level:.0%}.")
     down = variants[np.isfinite(variants[names["vs dense"]].astype(float))] if names["vs dense"] in variants else []

@@ -111,7 +111,8 @@ def pruning_findings(iterations: pd.DataFrame, baselines: pd.DataFrame, config, 
     return "\n\n".join([
         f"Iterative pruning reaches {last['sparsity']:.1%} sparsity with validation perplexity "
         f"{last['val_ppl']:.2f}, against {first['val_ppl']:.2f} for the dense model "
-        f"({last['val_ppl'] / first['val_ppl'] - 1:+.1%}). Each retraining phase is {retrain_share:.1%} of the "
+        f"({last['val_ppl'] / first['val_ppl'] - 1:+.1%}; one run of each, so no interval). Each retraining phase "
+        f"is {retrain_share:.1%} of the "
         f"dense model's pre-training budget.",
         f"Inference FLOPs per token fall {first['inference MFLOP/token'] / last['inference MFLOP/token']:.2f}x and "
         f"nonzero parameters {first['params (nonzero)'] / last['params (nonzero)']:.2f}x. The matrices that are "
