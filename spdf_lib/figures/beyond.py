@@ -241,9 +241,10 @@ def scaling_sentence(gaps: pd.DataFrame, trends: Mapping | None = None, extrapol
     ci = trend.slope_interval(level)
     verdict = {"grows": "so the gap grows with model size", "shrinks": "so the gap shrinks with model size"}.get(
         scaling.size_outcome(ci), "so whether the gap changes with model size is inconclusive")
-    text = (f"At {100 * sparsity:g}% sparsity the validation-loss gap to the dense model is {first['gap']:+.3f} nats "
-            f"at {first['non-embedding params']:.2g} non-embedding parameters and {last['gap']:+.3f} nats at "
-            f"{last['non-embedding params']:.2g}; the fitted slope over these {trend.n} sizes is {ci.estimate:+.3f} "
+    text = (f"At {100 * sparsity:g}% sparsity the validation-loss gap to the dense model is "
+            f"{_with_interval(first, 'gap', 'low', 'high')} nats at {first['non-embedding params']:.2g} non-embedding "
+            f"parameters and {_with_interval(last, 'gap', 'low', 'high')} nats at "
+            f"{last['non-embedding params']:.2g} (95% intervals over pre-training seeds); the fitted slope over these {trend.n} sizes is {ci.estimate:+.3f} "
             f"nats per tenfold increase in parameters ({level:.0%} interval [{ci.low:+.3f}, {ci.high:+.3f}]), "
             f"{verdict}")
     if extrapolations is not None and len(extrapolations):
