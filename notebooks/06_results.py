@@ -290,8 +290,8 @@ display(report.show(forecast_table, caption=(
     f"The published gpu run's verdicts, and how often a fresh run of the same design gives each of them "
     f"({forecasts[0].draws} fresh runs per design; Monte Carlo standard error at most "
     f"{forecasts[0].mc_error:.3f}). Method: {replication.METHOD}.")))
-display(Markdown(replication.rerun_sentence(
-    [replication.rerun_comparison(f, check.cells, GPU.sizes[0]) for f in forecasts[:2]], GPU.sizes[0])))
+display(Markdown(replication.comparison_sentence(
+    [replication.compare_with_run(f, check.cells, GPU.sizes[0]) for f in forecasts[:2]], GPU.sizes[0])))
 
 # %%
 replication.cell_figure(forecasts[0]);

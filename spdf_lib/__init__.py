@@ -2,7 +2,21 @@
 
 Sparse pre-training and dense fine-tuning (SPDF) rebuilt at reduced scale: sparsity masks,
 small GPT models, FLOP accounting, data, training and evaluation, and a simulated dataflow kernel.
-Chapter 00 of the book explains how the pieces fit together.
+The README's layout section says what each module is for; chapter 00 lists the chapters and profiles.
+
+Words the modules share:
+
+* **profile** (``profiles``): the settings of one scale of the book, ``smoke``, ``cpu`` or ``gpu``;
+* **run** (``runs``): one pre-training, fine-tuning, evaluation or pruning job, a frozen dataclass whose
+  hash is its cache key; its **stage** is which of those it is, its **variant** which kind of
+  pre-training (the grid's own, or chapter 09's iso-FLOP, RigL and SET runs);
+* **grid**: every run a profile plans, computed by the one **scheduler**;
+* **cell**: one (size, task, pre-training sparsity) of Tables 1 and 2 (``verdicts.Cell``); its
+  **final runs** are its fine-tunes at the learning rate its search chose, one unit per pre-trained
+  model (pre-training seed);
+* **committed** results are those under ``tables/<profile>/runs/`` (checked against a manifest), as
+  opposed to the **cache** (``SPDF_CACHE``); the **published run** is the committed ``gpu`` grid, and
+  the paper's own numbers are the **published values** (``verdicts.PUBLISHED_DELTA``).
 """
 
 __version__ = "0.1.0"

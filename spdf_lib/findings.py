@@ -1,6 +1,11 @@
-"""Chapter 06's views: Figure 4, the verdict tables, the noise floor, the comparison with the paper,
-the set-up beside the paper's, the control on the test sets and decoded examples. Every number is
-computed here from per-run results; the rules themselves live in ``spdf_lib.verdicts``."""
+"""Chapter 06's views of the published run: Figure 4, the verdict tables, the noise floor, the
+comparison with the paper, the set-up beside the paper's, the control on the test sets and decoded
+examples, as figures, captions and computed sentences.
+
+The numbers come from ``spdf_lib.verdicts`` (the rules, Tables 1 and 2, the noise floor) and
+``spdf_lib.stats`` (the intervals); nothing is typed by hand. Chapter 06's other modules:
+``spdf_lib.reruns`` compares several runs of the grid, ``spdf_lib.replication`` estimates how often
+a fresh run would reach the same verdicts."""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ __all__ = [
     "verdict_summary",
     "verdict_cells", "verdict_tables", "noise_tables", "noise_floor_note", "paper_comparison", "comparison_note",
     "sources_note", "setup_vs_paper", "control_test_table", "control_test_note", "example_outputs",
-    "published_beside", "summary_note", "VERDICT_VIEW", "plural",
+    "published_beside", "summary_note", "official_vs_sacrebleu_note", "VERDICT_VIEW", "plural",
 ]
 
 PAPER_MODEL = ("gpt2-small", "gpt3-xl")  # the paper's model each of our two sizes stands for

@@ -5,7 +5,8 @@ MLP, PyTorch's ``scaled_dot_product_attention`` and an LM head tied to the token
 Parameter names follow nanoGPT (``transformer.h.0.attn.c_attn.weight`` is the fused QKV projection),
 so the four weights SPDF sparsifies are ``attn.c_attn``, ``attn.c_proj``, ``mlp.c_fc`` and
 ``mlp.c_proj`` of every block. Chapter 01 explains which tensors are sparse and why; chapter 02
-counts the FLOPs of each part; chapter 05 uses :func:`generate` for the downstream tasks.
+counts the FLOPs of each part; :func:`generate` decodes the downstream tasks' test outputs
+(``spdf_lib.evaluation.decode_texts``, chapters 05-06).
 
 Named architectures (the paper's GPT-2 small and GPT-3 XL, and the reduced sizes the book trains)
 are read with :func:`get_config`, which also replaces fields (``get_config(name, vocab_size=...)``).

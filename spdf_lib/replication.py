@@ -40,7 +40,7 @@ from . import stats
 from . import verdicts as V
 
 __all__ = ["Group", "fit", "draw", "Forecast", "cell_key", "forecast", "OUTCOME_COLUMNS", "METHOD", "design_label",
-           "verdict_table", "cell_figure", "rerun_comparison", "tail_reading", "rerun_sentence",
+           "verdict_table", "cell_figure", "compare_with_run", "tail_reading", "comparison_sentence",
            "summary_sentence"]
 
 METHOD = ("a normal model fitted to this run: for each size and sparsity, the per-model means of every task "
@@ -303,7 +303,7 @@ def cell_figure(forecast: Forecast):
     return fig
 
 
-def rerun_comparison(forecast: Forecast, rerun_cells: pd.DataFrame, size: str) -> dict:
+def compare_with_run(forecast: Forecast, rerun_cells: pd.DataFrame, size: str) -> dict:
     """The forecast beside an actual second run of ``size``: ``rerun_cells`` is a re-run check's cell table
     (hypothesis, task label, sparsity, published outcome, same outcome). Returns the cells compared, how
     many the forecast expects to keep their published outcome, how many the second run kept, and the
@@ -333,11 +333,11 @@ def tail_reading(p: float, draws: int, line: float = 0.05) -> str:
     return "below" if p + 2 * se < line else "above" if p - 2 * se > line else "at"
 
 
-def rerun_sentence(comparisons: Sequence[dict], size: str) -> str:
-    """The comparisons of ``rerun_comparison`` (one per forecast) in words, with their reading against
+def comparison_sentence(comparisons: Sequence[dict], size: str) -> str:
+    """The comparisons of ``compare_with_run`` (one per forecast) in words, with their reading against
     a line of one in twenty."""
     if not comparisons:
-        raise ValueError("rerun_sentence needs at least one comparison")
+        raise ValueError("comparison_sentence needs at least one comparison")
     first = comparisons[0]
     parts = [f"For the {first['cells']} judged cells of {size}, the second run kept the published outcome in "
              f"{first['observed kept']}."]

@@ -11,9 +11,9 @@ and compared run by run.
 * Over several runs: the rate each rule picks in each run (``rate_choices``), pre-training
   perplexities and same-key evaluations across runs, and how far each command of a run got.
 
-The published run's own views (Tables 1 and 2, the verdict tables, the noise floor) are in
-``spdf_lib.findings``; how often a fresh run would agree, from a model of one run, is in
-``spdf_lib.replication``.
+The published run's Tables 1 and 2, verdicts and noise floor are computed by ``spdf_lib.verdicts``
+(on ``spdf_lib.stats``) and shown through ``spdf_lib.findings``; how often a fresh run would agree,
+from a model of one run, is ``spdf_lib.replication``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The runners: compute one run of the grid (or resume it) and return its result.
 
-``RUNNERS[stage](run, device, deadline=..., progress=...)`` for the stages of ``spdf_lib.runs``. Each
+``RUNNERS[stage](run, device, deadline=..., progress=...)`` for the stages of ``spdf_lib.runs`` that
+compute runs (chapter 09's ``beyond`` stage only plans pre-training, fine-tuning and evaluation runs,
+which these runners compute). Each
 runner first returns the cached result when there is one, reads every setting from the run itself
 (never from a profile), trains through the one loop of ``spdf_lib.training``, and stores its result
 with ``results.finish``. A run stopped by its deadline raises ``training.DeadlineReached`` after a

@@ -1,4 +1,4 @@
-"""What the experiment grid runs, as data: run descriptions and their planning (chapters 04-06, 08).
+"""What the experiment grid runs, as data: run descriptions and their planning (chapters 04-06, 08, 09).
 
 Each run is a frozen dataclass that carries every setting that determines its result, resolved
 once from the profile: the runners (``spdf_lib.runners``) never look a profile up again, and the
@@ -17,6 +17,12 @@ The grid of one profile:
    would move had the selection picked the neighbouring rate);
 5. pruning (chapter 08): iterative magnitude pruning of the first dense large model and its
    baselines, and SPDF's static random mask at the same final sparsity.
+
+A run's ``variant`` (``PRETRAIN_VARIANTS``) says which kind of pre-training it is: ``""`` the grid's
+own (the Chinchilla length, with a static random mask where sparse), ``"isoflop"`` trained longer to the dense run's
+FLOPs, ``"rigl"`` and ``"set"`` with a moving mask. The ``beyond`` stage (chapter 09, ``beyond_plan``)
+plans more sizes and those variants, each fine-tuned and evaluated as above; with
+``LRSearch(shared=True)`` the sparsities of a (size, task) choose one rate together.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ __all__ = [
 
 STAGES = ("pretrain", "finetune", "eval", "prune", "beyond")
 BLEU_TASKS = ("e2e", "webnlg", "dart")
-PRETRAIN_VARIANTS = ("", "isoflop", "rigl", "set")
+PRETRAIN_VARIANTS = ("", "isoflop", "rigl", "set")  # the grid's static mask, then chapter 09's kinds
 
 
 # ----------------------------------------------------------------------------- run descriptions

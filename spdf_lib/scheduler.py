@@ -5,11 +5,14 @@ result is committed under ``tables/`` or cached is reused; any other run is comp
 (``workers=1``, with progress bars) or in ``workers`` processes sharing one GPU. The dependencies:
 
 * a pre-trained model of the first pre-training seed starts its learning-rate search on every task;
-* a cell's search extends past an end of its grid while its best rate sits there (``runs.next_rates``)
+* a cell's search extends past an end of its grid while its best rate sits there (``runs.next_rates``;
+  with ``LRSearch(shared=True)`` the sparsities of a (size, task) decide on their averaged losses)
   and, once decided, starts the final runs of every pre-trained model of the cell (as each of those
   finishes pre-training) and the evaluation of the runner-up rate;
 * every final fine-tuning run starts its test evaluation;
-* the first dense large model starts chapter 08's pruning runs.
+* the first dense large model starts chapter 08's pruning runs;
+* with the ``beyond`` stage, chapter 09's sizes and pre-training variants (``runs.beyond_plan``) join
+  the same queue, fine-tuned and evaluated by the same rules.
 
 Among the runs that are ready, pre-training goes first (the first pre-training seed before the
 others, larger models before smaller ones, at most ``profile.pretrain_workers`` at once: they fill

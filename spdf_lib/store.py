@@ -4,7 +4,7 @@ A cache key is a hash of (kind, config, ``spdf_lib.__version__``, data fingerpri
 config value, the library version or a data file recomputes exactly the affected step. Every write
 is atomic (temporary file in the same directory, then ``os.replace``), and tensors are stored with a
 SHA-256 sidecar that is checked on load, so a truncated or corrupted entry is detected and recomputed,
-never loaded silently. Chapter 00 explains how to move the cache (``SPDF_CACHE``) and force a
+never loaded silently. The README explains how to move the cache (``SPDF_CACHE``) and force a
 recomputation (``FORCE=1``).
 
 ``FORCE`` takes exactly these values (anything else is an error, raised before any work starts):

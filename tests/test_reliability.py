@@ -851,8 +851,11 @@ def _gone(pid: int, timeout: float = 10.0) -> bool:
             os.kill(pid, 0)
         except ProcessLookupError:
             return True
-        if Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-            return True  # ended, waiting to be reaped by its new parent
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                return True  # ended, waiting to be reaped by its new parent
+        except FileNotFoundError:
+            return True  # reaped between the two checks
         time.sleep(0.1)
     return False
 

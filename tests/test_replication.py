@@ -158,7 +158,7 @@ def test_the_comparison_refuses_a_re_run_check_that_judged_other_runs():
     rerun = pd.DataFrame([{"hypothesis": "H1", "task": "E2E", "sparsity": 0.5, "published outcome": other,
                            "same outcome": True}])
     with pytest.raises(ValueError, match="judged different runs or rates"):
-        R.rerun_comparison(f, rerun, "s")
+        R.compare_with_run(f, rerun, "s")
     assert list(f.kept([])) == [0] * f.draws
 
 
@@ -215,14 +215,14 @@ def test_the_comparison_with_a_second_run_counts_what_it_kept():
                            "same outcome": False},
                           {"hypothesis": "H1", "task": "DART", "sparsity": 0.5, "published outcome": observed["dart"],
                            "same outcome": True}])
-    c = R.rerun_comparison(f, rerun, "s")
+    c = R.compare_with_run(f, rerun, "s")
     kept = f.kept([("H1", "s", "e2e", 0.5), ("H1", "s", "dart", 0.5)])
     assert c["cells"] == 2 and c["observed kept"] == 1
     assert c["expected kept"] == pytest.approx(f.cells["fresh run gives it"].sum())
     assert c["p at most observed"] == pytest.approx(float((kept <= 1).mean()))
-    assert "kept the published outcome in 1." in R.rerun_sentence([c], "s")
+    assert "kept the published outcome in 1." in R.comparison_sentence([c], "s")
     with pytest.raises(KeyError, match="WebNLG"):
-        R.rerun_comparison(f, rerun.assign(task="WebNLG"), "s")
+        R.compare_with_run(f, rerun.assign(task="WebNLG"), "s")
 
 
 def test_the_cell_figure_has_a_bar_per_outcome_and_cell_and_labelled_axes():

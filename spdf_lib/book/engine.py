@@ -90,6 +90,9 @@ def _register_engine():
             final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout,
                                  kernel_name=kernel_name, log=logger, log_output=log_output,
                                  stdout_file=stdout_file, stderr_file=stderr_file,
+                                 # a cell's last outputs may arrive late on a loaded machine: wait for
+                                 # them, and fail the chapter rather than drop one silently
+                                 iopub_timeout=60, raise_on_iopub_timeout=True,
                                  resources={"metadata": {"path": kernel_cwd}} if kernel_cwd else {})
             client = TrackedClient(nb_man, **final)
             client.track = track if track is not None else {}
