@@ -296,7 +296,8 @@ def cell_figure(forecast: Forecast):
     keys = [(r["hypothesis"], r["size"], r["task"], r["sparsity"]) for _, r in cells.iterrows()]
     ax.set_yticks(ys, [_cell_label(k) for k in keys], fontsize=7)
     ax.set_xlim(0, 1)
-    ax.set_xlabel(f"share of {forecast.draws} fresh runs ({design_label(forecast)}; pre-trained models per group)")
+    design = design_label(forecast).replace(" models,", " pre-trained models per size and sparsity,")
+    ax.set_xlabel(f"share of {forecast.draws} fresh runs ({design})")
     ax.set_title("Each judged cell: what fresh runs of this design would conclude", fontsize=10)
     fig.tight_layout()
     fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2)
