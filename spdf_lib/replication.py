@@ -304,11 +304,11 @@ def cell_figure(forecast: Forecast):
     return fig
 
 
-def compare_with_run(forecast: Forecast, rerun_cells: pd.DataFrame, size: str) -> dict:
-    """The forecast beside an actual second run of ``size``: ``rerun_cells`` is a re-run check's cell table
-    (hypothesis, task label, sparsity, published outcome, same outcome). Returns the cells compared, how
-    many the forecast expects to keep their published outcome, how many the second run kept, and the
-    forecast's probability of keeping that many or fewer."""
+def compare_with_run(forecast: Forecast, rerun_cells: pd.DataFrame, size: str, label: str = "all judged cells") -> dict:
+    """The forecast beside an actual second run of ``size``: ``rerun_cells`` is (a subset, named by
+    ``label``, of) a re-run check's cell table (hypothesis, task label, sparsity, published outcome, same
+    outcome). Returns the cells compared, how many the forecast expects to keep their published outcome,
+    how many the second run kept, and the forecast's probability of keeping that many or fewer."""
     raw = {label: task for task, label in V.TASK_LABEL.items()}
     judged = rerun_cells[rerun_cells["published outcome"] != "not judged"]
     keys = [(r["hypothesis"], size, raw.get(r["task"], r["task"]), float(r["sparsity"])) for _, r in judged.iterrows()]
@@ -322,9 +322,9 @@ def compare_with_run(forecast: Forecast, rerun_cells: pd.DataFrame, size: str) -
                              f"the forecast's {forecast_outcomes[key]!r}: they judged different runs or rates")
     kept = forecast.kept(keys)
     observed = int(judged["same outcome"].sum())
-    return {"design": design_label(forecast), "cells": len(keys), "expected kept": float(kept.mean()),
-            "observed kept": observed, "p at most observed": float((kept <= observed).mean()),
-            "draws": forecast.draws}
+    return {"label": label, "size": size, "design": design_label(forecast), "cells": len(keys),
+            "expected kept": float(kept.mean()), "observed kept": observed,
+            "p at most observed": float((kept <= observed).mean()), "draws": forecast.draws}
 
 
 def tail_reading(p: float, draws: int, line: float = 0.05) -> str:
@@ -334,25 +334,30 @@ def tail_reading(p: float, draws: int, line: float = 0.05) -> str:
     return "below" if p + 2 * se < line else "above" if p - 2 * se > line else "at"
 
 
-def comparison_sentence(comparisons: Sequence[dict], size: str) -> str:
-    """The comparisons of ``compare_with_run`` (one per forecast) in words, with their reading against
-    a line of one in twenty."""
+_READING = {
+    "below": ("fewer than one in twenty", "so the second run moved more than this model makes a fresh run move, and "
+                                          "the model leaves out something that moved it"),
+    "above": ("more than one in twenty", "so the second run is within what this model makes a fresh run do"),
+    "at": ("about one in twenty, within the simulation's own error",
+           "so the second run sits at the edge of what this model makes a fresh run do"),
+}
+
+
+def comparison_sentence(comparisons: Sequence[dict]) -> str:
+    """The comparisons of ``compare_with_run`` in words, each with its reading against a line of one in
+    twenty, and what a same-seed second run can show."""
     if not comparisons:
         raise ValueError("comparison_sentence needs at least one comparison")
-    first = comparisons[0]
-    parts = [f"For the {first['cells']} judged cells of {size}, the second run kept the published outcome in "
-             f"{first['observed kept']}."]
+    parts = []
     for c in comparisons:
-        where = tail_reading(c["p at most observed"], c["draws"])
-        band, reading = {
-            "below": ("fewer than one in twenty", "so the second run moved more than this model makes a fresh run "
-                                                   "move, and the model leaves out something that moved it"),
-            "above": ("more than one in twenty", "so the second run is within what this model makes a fresh run do"),
-            "at": ("about one in twenty, within the simulation's own error",
-                   "so the second run sits at the edge of what this model makes a fresh run do")}[where]
-        parts.append(f"Fresh runs ({c['design']}) keep {c['expected kept']:.1f} on average, and "
-                     f"{c['observed kept']} or fewer in {c['p at most observed']:.1%} of {c['draws']} ({band}), "
-                     f"{reading}.")
+        head = f"{c['label'][0].upper()}{c['label'][1:]} ({c['cells']} of {c['size']})"
+        if not c["cells"]:
+            parts.append(f"{head}: none to compare.")
+            continue
+        band, reading = _READING[tail_reading(c["p at most observed"], c["draws"])]
+        parts.append(f"{head}: the second run kept the published outcome in {c['observed kept']}; fresh runs "
+                     f"({c['design']}) keep {c['expected kept']:.1f} on average, and {c['observed kept']} or fewer "
+                     f"in {c['p at most observed']:.1%} of {c['draws']} ({band}), {reading}.")
     parts.append("The second run reused the published run's seeds, so it should move less than a fresh run with new "
                  "ones: a second run within the model's range is weak support for the model, one beyond it is "
                  "strong evidence against it.")

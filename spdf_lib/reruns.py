@@ -162,6 +162,17 @@ class RerunCheck:
     def differing_rates(self) -> pd.DataFrame:
         return self.rates[~self.rates["same rate"]] if not self.rates.empty else self.rates
 
+    @property
+    def same_rates(self) -> pd.Series:
+        """Per row of ``cells``: whether every cell its rule reads (``verdicts.cell_inputs``) had the same
+        learning rate chosen in both runs, so that the two runs compare runs at the same rates."""
+        raw = {label: task for task, label in V.TASK_LABEL.items()}
+        moved = {(self.size, raw.get(r["task"], r["task"]), float(r["sparsity"]))
+                 for _, r in self.differing_rates.iterrows()}
+        return pd.Series([not moved.intersection(V.cell_inputs(r["hypothesis"], self.size, raw.get(r["task"], r["task"]),
+                                                                r["sparsity"]))
+                          for _, r in self.cells.iterrows()], index=self.cells.index, dtype=bool)
+
     def survives(self, hypothesis: str) -> bool | None:
         """True when every judged cell of ``hypothesis`` kept its outcome; None when none was judged."""
         rows = self.cells[self.cells["hypothesis"] == hypothesis] if not self.cells.empty else self.cells

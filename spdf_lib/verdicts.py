@@ -32,7 +32,7 @@ from . import stats
 __all__ = [
     "METRIC", "TASK_LABEL", "PUBLISHED_DELTA", "PUBLISHED_VALUE", "BLEU_MARGIN", "MARGIN_REASON", "rules_markdown",
     "Cell", "variant_of", "chosen_rates", "final_evals", "collect", "delta", "Verdict", "verdict_h1", "verdict_h2",
-    "verdict_h3", "judge", "results_table",
+    "verdict_h3", "judge", "cell_inputs", "results_table",
     "noise_floor", "DATA_TO_TEXT", "level_label",
 ]
 
@@ -279,6 +279,23 @@ def verdict_h3(cells: dict, small: str, large: str, levels: Sequence[float], tas
     else:
         verdict = "inconclusive"
     return Verdict("H3", verdict, _frame(rows))
+
+
+def cell_inputs(hypothesis: str, size: str, task: str, level: float, tasks: Sequence[str] = (*DATA_TO_TEXT,
+                "summarization"), sizes: Sequence[str] = ()) -> list[tuple[str, str, float]]:
+    """The (size, task, sparsity) cells a judged cell of ``hypothesis`` reads, by its rule: H1 the task at
+    ``level`` and dense; H2 every data-to-text task and summarization at both; H3 the task at both, in each
+    of ``sizes`` (the judged row's ``size`` names the pair). Used to ask which inputs a change reached."""
+    level = float(level)
+    if hypothesis == "H1":
+        return [(size, task, level), (size, task, 0.0)]
+    if hypothesis == "H2":
+        return [(size, t, lv) for t in (*DATA_TO_TEXT, "summarization") for lv in (level, 0.0)]
+    if hypothesis == "H3":
+        if not sizes:
+            raise ValueError("an H3 cell reads two sizes: pass sizes")
+        return [(s, task, lv) for s in sizes for lv in (level, 0.0)]
+    raise ValueError(f"unknown hypothesis {hypothesis!r}")
 
 
 def judge(cells: dict, sizes: Sequence[str], levels: Sequence[float], tasks: Sequence[str]) -> list[Verdict]:

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from spdf_lib import manifest, reruns
+from spdf_lib import verdicts as V
 from spdf_lib.profiles import LRSearch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -166,6 +167,20 @@ def test_a_different_rate_choice_is_counted_and_its_test_loss_gap_measured():
     # the re-run's first model: its own rate scores the base loss, the published rate 0.3 nats more
     assert row["test loss, re-run's rate minus published rate (nats)"] == pytest.approx(-0.3)
     assert "same rate in 7 of 8 cells" in check.sentence()
+    # The dense WebNLG cell's rate moved: the H1 WebNLG cell reads it, and so does every H2 cell.
+    same = dict(zip(zip(check.cells["hypothesis"], check.cells["task"]), check.same_rates))
+    assert same == {("H1", "E2E"): True, ("H1", "WebNLG"): False, ("H1", "DART"): True,
+                    ("H2", "summarization vs data-to-text"): False}
+    assert _check(_grid(), _grid()).same_rates.all()
+
+
+def test_a_judged_cell_reads_the_cells_its_rule_compares():
+    assert V.cell_inputs("H1", "s", "dart", 0.75) == [("s", "dart", 0.75), ("s", "dart", 0.0)]
+    assert len(V.cell_inputs("H2", "s", "summarization vs data-to-text", 0.5)) == 8
+    assert set(V.cell_inputs("H3", "l vs s", "e2e", 0.5, sizes=("s", "l"))) == {
+        ("s", "e2e", 0.5), ("s", "e2e", 0.0), ("l", "e2e", 0.5), ("l", "e2e", 0.0)}
+    with pytest.raises(ValueError, match="pass sizes"):
+        V.cell_inputs("H3", "l vs s", "e2e", 0.5)
 
 
 def test_pretraining_and_same_run_differences():
