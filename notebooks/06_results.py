@@ -382,6 +382,29 @@ display(Markdown(reruns.same_key_sentence(reruns.same_key_evaluations(published_
 # measures it again, for the third run against the published one. So this page cannot yet say
 # whether shared rates make the verdicts survive a re-run; that takes two complete runs with them.
 # The published run keeps its per-cell rates, the design it was computed with.
+#
+# What it can say now is how often each rule would change its pick, from the margins of the
+# published searches and the noise the second run added to them. A rule's pick swaps when a re-run
+# moves the validation-loss difference between the chosen rate and the runner-up by more than the
+# margin between them. The second run measures how far such differences move between neighbouring
+# rates, for one cell at a time and averaged over the sparsities as the shared rule averages them;
+# taking that movement as normal and the published margins as they were measured, each pick gets a
+# chance of swapping in a re-run. It is a forecast for the next pair of runs with shared rates, made
+# before they exist: it is stated here so that those runs can prove it wrong.
+
+# %%
+changes = reruns.margin_changes(published_runs, second_runs, GPU.finetune.lr_search, GPU.sparsity_levels,
+                                GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
+swaps = reruns.swap_forecast(published_runs, GPU.finetune.lr_search, GPU.sparsity_levels,
+                             reruns.margin_noise(changes), GPU.sizes, GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
+report.write_table(swaps, TABLES, P.name, "rate_swap_forecast")
+display(report.show(swaps, digits=4, caption=(
+    "Each rule's pick from the published searches (first pre-trained model, first fine-tuning seed): the margin "
+    "(runner-up's validation loss minus the chosen rate's, nats; for shared, averaged over the sparsities), "
+    "whether the pick is provisional, and the chance that a re-run picks another rate (normal noise with the "
+    "sample sd of the second run's margin changes for that rule; none for a provisional pick).")))
+display(Markdown(reruns.swap_sentence(changes, swaps, check.n_rate_cells - check.n_same_rate, check.n_rate_cells,
+                                      GPU.sizes[0])))
 
 # %% [markdown]
 # ## Against the paper, in size as well as sign

@@ -34,7 +34,8 @@ __all__ = [
     "lr_search_from_finetunes", "load_committed", "RerunCheck", "rerun_check", "grid_commands", "rerun_provenance",
     "run_commits", "grid_cells", "judge_profile", "substituted_verdicts", "rerun_summary", "rate_choices",
     "rate_choices_sentence", "pretraining_across_runs", "same_key_evaluations", "command_progress",
-    "same_key_sentence", "progress_table", "rerun_figure", "STAGES_READ", "NOT_GRID_STEPS",
+    "same_key_sentence", "progress_table", "rerun_figure", "margin_changes", "margin_noise", "swap_forecast", "swap_sentence",
+    "STAGES_READ", "NOT_GRID_STEPS",
 ]
 
 STAGES_READ = ("pretrain", "finetune", "eval")
@@ -625,6 +626,118 @@ def rate_choices_sentence(frame: pd.DataFrame, levels: Sequence[float]) -> str:
                  f"validation loss ahead of its runner-up ({several.loc[i, 'size']}, {several.loc[i, 'task']}): "
                  f"with so few runs, agreement can be luck.")
     return text
+
+
+def _neighbour_gaps(losses: Mapping[float, float]) -> dict[tuple[float, float], float]:
+    """(lower, upper) -> loss(upper) - loss(lower) for every two neighbouring rates tried (finite)."""
+    lrs = [lr for lr in sorted(losses) if math.isfinite(losses[lr])]
+    return {(a, b): losses[b] - losses[a] for a, b in zip(lrs, lrs[1:])}
+
+
+def margin_changes(published: dict, rerun: dict, search, levels: Sequence[float], first_seed: int = 0,
+                   first_ft_seed: int = 0) -> pd.DataFrame:
+    """How much a second run moves the validation-loss difference between two neighbouring rates of a
+    search, the quantity a rate choice turns on: for every (size, task) searched in both runs, every two
+    neighbouring rates both tried, per cell (``rule`` 'per cell', one row per sparsity) and averaged over
+    the sparsities of ``levels`` as the shared rule averages them (``rule`` 'shared'): the difference in
+    each run and its change (re-run minus published, nats). A pure function of the results."""
+    import dataclasses
+
+    from .runs import pooled_losses
+
+    levels = tuple(float(lv) for lv in levels)
+    per_cell = dataclasses.replace(search, shared=False)
+    cells = [{(c["size"], c["task"], float(c["sparsity"])): c["losses"]
+              for c in lr_search_from_finetunes(stages["finetune"], per_cell, first_seed, first_ft_seed)
+              if float(c["sparsity"]) in levels} for stages in (published, rerun)]
+    rows = []
+
+    def add(rule, size, task, sparsity, a, b):
+        ga, gb = _neighbour_gaps(a), _neighbour_gaps(b)
+        for pair in sorted(set(ga) & set(gb)):
+            rows.append({"rule": rule, "size": size, "task": V.TASK_LABEL.get(task, task), "sparsity": sparsity,
+                         "lower rate": pair[0], "upper rate": pair[1], "published difference": ga[pair],
+                         "re-run difference": gb[pair], "change": gb[pair] - ga[pair]})
+
+    for key in sorted(set(cells[0]) & set(cells[1]), key=str):
+        add("per cell", *key, cells[0][key], cells[1][key])
+    for size, task in sorted({(k[0], k[1]) for k in cells[0]} & {(k[0], k[1]) for k in cells[1]}):
+        if all((size, task, lv) in c for c in cells for lv in levels):
+            add("shared", size, task, math.nan, *[pooled_losses([c[(size, task, lv)] for lv in levels]) for c in cells])
+    return pd.DataFrame(rows, columns=["rule", "size", "task", "sparsity", "lower rate", "upper rate",
+                                       "published difference", "re-run difference", "change"])
+
+
+def margin_noise(changes: pd.DataFrame) -> dict[str, float]:
+    """Per rule of ``margin_changes``: the sample standard deviation (n - 1) of the margin changes, the
+    noise ``swap_forecast`` gives a re-run (NaN with fewer than two)."""
+    return {rule: (float(group["change"].std(ddof=1)) if len(group) > 1 else math.nan)
+            for rule, group in changes.groupby("rule")}
+
+
+def swap_forecast(stages: dict, search, levels: Sequence[float], noise: Mapping[str, float], sizes: Sequence[str],
+                  first_seed: int = 0, first_ft_seed: int = 0) -> pd.DataFrame:
+    """How likely a re-run is to pick another rate, rule by rule, from one run's searches: per (size, task)
+    and rule ('per cell': each sparsity on its own; 'shared': one rate from the losses averaged over
+    ``levels``), the margin (runner-up's validation loss minus the chosen one's) and the chance that a
+    re-run's noise, normal with the rule's standard deviation ``noise[rule]`` (from ``margin_changes``),
+    reverses it: ``Phi(-margin / sd)``, the margin taken as measured. A pick whose search would still
+    extend past it (provisional) gets no chance: its margin is not known yet."""
+    import dataclasses
+
+    from scipy.stats import norm
+
+    from .runs import chosen_lr, next_rates, pooled_losses, runner_up_lr
+
+    levels = tuple(float(lv) for lv in levels)
+    cells = {(c["size"], c["task"], float(c["sparsity"])): c["losses"]
+             for c in lr_search_from_finetunes(stages["finetune"], dataclasses.replace(search, shared=False),
+                                               first_seed, first_ft_seed)}
+    rows = []
+    for size in sizes:
+        for task in V.METRIC:
+            if not all((size, task, lv) in cells for lv in levels):
+                continue
+            decided = [("per cell", lv, cells[(size, task, lv)]) for lv in levels]
+            decided.append(("shared", math.nan, pooled_losses([cells[(size, task, lv)] for lv in levels])))
+            for rule, level, losses in decided:
+                second = runner_up_lr(losses) if losses else None
+                provisional = bool(next_rates(losses, search)) if losses else True
+                margin = losses[second] - losses[chosen_lr(losses)] if second is not None else math.nan
+                sd = noise.get(rule, math.nan)
+                p = float(norm.cdf(-margin / sd)) if not provisional and math.isfinite(margin) and sd > 0 else math.nan
+                rows.append({"size": size, "task": V.TASK_LABEL.get(task, task), "rule": rule, "sparsity": level,
+                             "chosen": chosen_lr(losses) if losses else math.nan, "runner-up": second,
+                             "margin (nats)": margin, "provisional": provisional, "P(re-run picks another)": p})
+    return pd.DataFrame(rows, columns=["size", "task", "rule", "sparsity", "chosen", "runner-up", "margin (nats)",
+                                       "provisional", "P(re-run picks another)"])
+
+
+def swap_sentence(changes: pd.DataFrame, forecast: pd.DataFrame, observed_swaps: int, observed_cells: int,
+                  observed_size: str) -> str:
+    """The rate-swap forecast in words: the measured noise of each rule's margin, the expected number of
+    picks a re-run changes under each rule, and the check against the second run's own swaps."""
+    parts = []
+    for rule in ("per cell", "shared"):
+        ch = changes[changes["rule"] == rule]["change"]
+        f = forecast[forecast["rule"] == rule]
+        known = f[~f["provisional"] & f["P(re-run picks another)"].notna()]
+        picks = "cells" if rule == "per cell" else "(size, task) searches"
+        sd = ch.std(ddof=1) if len(ch) > 1 else math.nan
+        provisional = int(f["provisional"].sum())
+        more = (f" ({provisional} more are provisional: their search would still try a rate past the pick)"
+                if provisional else " (none is provisional)")
+        parts.append(f"*{rule}*, the second run moved the validation-loss difference between two neighbouring rates "
+                     f"by a standard deviation of {sd:.4f} nats ({len(ch)} differences, sample sd), so a re-run "
+                     f"would pick another rate in {known['P(re-run picks another)'].sum():.1f} of the {len(known)} "
+                     f"{picks} whose pick is final{more}")
+    small = forecast[(forecast["rule"] == "per cell") & (forecast["size"] == observed_size)]
+    expected = small["P(re-run picks another)"].sum(skipna=True)
+    return ("How often a re-run would pick another rate, from the published searches and the noise the second run "
+            f"showed ({observed_size}, the only size run twice; the other size is taken to be as noisy). With one rate "
+            + "; with one rate ".join(parts).replace("*per cell*", "per cell").replace("*shared*", "shared by the sparsities")
+            + f". Check: for {observed_size}, one rate per cell expects {expected:.1f} changed picks; the second run "
+            f"changed {observed_swaps} of {observed_cells}.")
 
 
 def pretraining_across_runs(runs: Mapping[str, dict], sizes: Sequence[str], levels: Sequence[float]) -> pd.DataFrame:

@@ -317,3 +317,32 @@ def test_the_rerun_figure_draws_both_runs_of_every_cell_and_marks_the_changed_on
     assert "published low" in check.cells.columns and "published low" not in check.table.columns
     empty = reruns.rerun_figure(dataclasses.replace(check, cells=check.cells.iloc[0:0]))
     assert empty.axes[0].texts[0].get_text() == "no judged cell in both runs"
+
+
+def test_a_re_run_moves_the_margin_between_neighbouring_rates_by_the_measured_change():
+    same = reruns.margin_changes(_grid(), _grid(), SEARCH, LEVELS)
+    assert len(same[same["rule"] == "per cell"]) == len(TASKS) * len(LEVELS) and (same["change"] == 0).all()
+    assert len(same[same["rule"] == "shared"]) == len(TASKS)
+    moved = reruns.margin_changes(_grid(), _grid(chosen={("webnlg", 0.0): 1e-3}), SEARCH, LEVELS)
+    changed = moved[moved["change"] != 0].set_index("rule")
+    # per cell: loss(2e-3) - loss(1e-3) goes from -0.1 to +0.1; shared (averaged over both sparsities): -0.1 to 0
+    assert changed.loc["per cell", "change"] == pytest.approx(0.2) and changed.loc["per cell", "task"] == "WebNLG"
+    assert changed.loc["shared", "change"] == pytest.approx(0.1)
+
+
+def test_the_swap_forecast_is_the_normal_chance_of_reversing_each_rule_s_margin():
+    from scipy.stats import norm
+
+    f = reruns.swap_forecast(_grid(), SEARCH, LEVELS, {"per cell": 0.1, "shared": 0.05}, [SIZE])
+    per_cell, shared = f[f["rule"] == "per cell"], f[f["rule"] == "shared"]
+    assert len(per_cell) == len(TASKS) * len(LEVELS) and len(shared) == len(TASKS)
+    assert (per_cell["margin (nats)"].round(9) == 0.1).all() and not f["provisional"].any()
+    assert per_cell["P(re-run picks another)"].to_numpy() == pytest.approx(norm.cdf(-1.0))
+    assert shared["P(re-run picks another)"].to_numpy() == pytest.approx(norm.cdf(-2.0))
+    # a search that would still extend past its pick gets no chance: its margin is not known yet
+    wider = LRSearch(grid=LRS, factor=2.0, max_extensions=1)
+    assert reruns.swap_forecast(_grid(), wider, LEVELS, {"per cell": 0.1, "shared": 0.05}, [SIZE])[
+        "P(re-run picks another)"].isna().all()
+    text = reruns.swap_sentence(reruns.margin_changes(_grid(), _grid(), SEARCH, LEVELS), f, 1, 8, SIZE)
+    assert f"expects {len(TASKS) * len(LEVELS) * norm.cdf(-1.0):.1f} changed picks" in text
+    assert "the second run changed 1 of 8" in text
