@@ -90,7 +90,7 @@ def chapter_header(profile_name: str) -> Profile:
     """Print the profile, the versions and the machine executing this page; return the profile.
 
     The machine named here executed the page. Results reused from ``tables/<profile>/runs`` were
-    computed elsewhere; the note at the end of the page (:func:`provenance`) says where.
+    computed elsewhere; the page's note "Where these numbers come from" (:func:`provenance`) says where.
     """
     import torch
 
@@ -98,7 +98,7 @@ def chapter_header(profile_name: str) -> Profile:
     print(f"profile: {profile.name} ({profile.description})")
     print(f"page executed with spdf_lib {__version__}, torch {torch.__version__} on {describe_device()}, "
           f"{utc_now().replace('T', ' ').replace('Z', ' UTC')}")
-    print("where the results shown here were computed is listed at the end of the page")
+    print("results read from tables/ say where they were computed, in the note 'Where these numbers come from'")
     return profile
 
 

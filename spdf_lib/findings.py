@@ -90,7 +90,8 @@ def results_table_caption(cells: dict, size: str, title: str) -> str:
             f"means, n = {'/'.join(map(str, pre))} pre-trained models (pre-training seeds "
             f"{', '.join(map(str, seeds))}), each the mean of its fine-tuning runs. Δ ours [95% CI]: sparse minus "
             f"dense, Welch t interval over the same models. Δ paper: as published, with no interval (the sources "
-            f"give none).")
+            f"give none); the paper scored with the tasks' official scripts, this table with sacreBLEU, and the "
+            f"section on the official metric suites gives the offset between the two.")
 
 
 def _mean_and_error(cell) -> tuple[float, float]:

@@ -343,9 +343,9 @@ _READING = {
 }
 
 
-def comparison_sentence(comparisons: Sequence[dict]) -> str:
+def comparison_sentence(comparisons: Sequence[dict], caveat: bool = True) -> str:
     """The comparisons of ``compare_with_run`` in words, each with its reading against a line of one in
-    twenty, and what a same-seed second run can show."""
+    twenty, and (``caveat``) what a same-seed second run can show."""
     if not comparisons:
         raise ValueError("comparison_sentence needs at least one comparison")
     parts = []
@@ -358,9 +358,10 @@ def comparison_sentence(comparisons: Sequence[dict]) -> str:
         parts.append(f"{head}: the second run kept the published outcome in {c['observed kept']}; fresh runs "
                      f"({c['design']}) keep {c['expected kept']:.1f} on average, and {c['observed kept']} or fewer "
                      f"in {c['p at most observed']:.1%} of {c['draws']} ({band}), {reading}.")
-    parts.append("The second run reused the published run's seeds, so it should move less than a fresh run with new "
-                 "ones: a second run within the model's range is weak support for the model, one beyond it is "
-                 "strong evidence against it.")
+    if caveat:
+        parts.append("The second run reused the published run's seeds, so it should move less than a fresh run with "
+                     "new ones: a second run within the model's range is weak support for the model, one beyond it is "
+                     "strong evidence against it.")
     return " ".join(parts)
 
 

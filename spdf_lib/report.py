@@ -94,7 +94,7 @@ def show(frame: pd.DataFrame, digits: int = 3, caption: str | None = None):
     shown = frame.copy()
     for column in shown.columns:
         if _is_sparsity(column) and pd.api.types.is_numeric_dtype(shown[column]):
-            shown[column] = shown[column].map(level_label)
+            shown[column] = shown[column].map(lambda v: level_label(v) if pd.notna(v) else "all sparsities")
     empty = [c for c in shown.columns if len(shown) and all(_missing(v) for v in shown[c])]
     if empty:
         shown = shown.drop(columns=empty)

@@ -225,7 +225,7 @@ class RerunCheck:
             i = pre["relative change (%)"].abs().idxmax()
             r = pre.loc[i]
             text += (f"Across the {len(pre)} pre-trained models, the validation perplexity moved by at most "
-                     f"{r['relative change (%)']:+.2f}% ({level_label(r['sparsity'])}, seed {int(r['seed'])}: "
+                     f"{abs(r['relative change (%)']):.2f}% ({level_label(r['sparsity'])}, seed {int(r['seed'])}: "
                      f"{r['published val PPL']:.3f} then {r['re-run val PPL']:.3f}). ")
         if self.n_rate_cells:
             text += f"The learning-rate search chose the same rate in {self.n_same_rate} of {self.n_rate_cells} cells"
@@ -519,8 +519,8 @@ def rerun_summary(check: "RerunCheck", substituted: pd.DataFrame | None = None) 
         else:
             text += " With those cells, every headline verdict would read the same."
     if check.n_same_outcome < len(check.cells):
-        text += (" The verdicts above are therefore less stable than their intervals suggest; the section on the "
-                 "second run shows where the changes come from.")
+        text += (" The verdicts above move between runs more than their intervals alone suggest; the sections on the "
+                 "second run and on fresh runs show where the changes come from.")
     return text
 
 
@@ -714,9 +714,11 @@ def swap_forecast(stages: dict, search, levels: Sequence[float], noise: Mapping[
 
 
 def swap_sentence(changes: pd.DataFrame, forecast: pd.DataFrame, observed_swaps: int, observed_cells: int,
-                  observed_size: str) -> str:
+                  observed_size: str, shared_agreement: tuple[int, int] | None = None) -> str:
     """The rate-swap forecast in words: the measured noise of each rule's margin, the expected number of
-    picks a re-run changes under each rule, and the check against the second run's own swaps."""
+    picks a re-run changes under each rule, the check against the second run's own swaps (in-sample:
+    the noise was measured on that pair) and, with ``shared_agreement`` (searches whose shared pick was
+    the same in every run, searches compared; from ``rate_choices``), against runs it was not fitted on."""
     parts = []
     for rule in ("per cell", "shared"):
         ch = changes[changes["rule"] == rule]["change"]
@@ -725,19 +727,23 @@ def swap_sentence(changes: pd.DataFrame, forecast: pd.DataFrame, observed_swaps:
         picks = "cells" if rule == "per cell" else "(size, task) searches"
         sd = ch.std(ddof=1) if len(ch) > 1 else math.nan
         provisional = int(f["provisional"].sum())
-        more = (f" ({provisional} more are provisional: their search would still try a rate past the pick)"
-                if provisional else " (none is provisional)")
+        more = (f"; {provisional} more are provisional: their search would still try a rate past the pick"
+                if provisional else "; none is provisional")
         parts.append(f"*{rule}*, the second run moved the validation-loss difference between two neighbouring rates "
-                     f"by a standard deviation of {sd:.4f} nats ({len(ch)} differences, sample sd), so a re-run "
-                     f"would pick another rate in {known['P(re-run picks another)'].sum():.1f} of the {len(known)} "
-                     f"{picks} whose pick is final{more}")
+                     f"by a standard deviation of {sd:.4f} nats (sample sd over the {len(ch)} neighbouring-rate "
+                     f"differences both runs measured), so a re-run would pick another rate in about "
+                     f"{known['P(re-run picks another)'].sum():.1f} of the {len(known)} {picks} whose pick is final "
+                     f"(an expected count{more})")
     small = forecast[(forecast["rule"] == "per cell") & (forecast["size"] == observed_size)]
     expected = small["P(re-run picks another)"].sum(skipna=True)
     return ("How often a re-run would pick another rate, from the published searches and the noise the second run "
             f"showed ({observed_size}, the only size run twice; the other size is taken to be as noisy). With one rate "
             + "; with one rate ".join(parts).replace("*per cell*", "per cell").replace("*shared*", "shared by the sparsities")
-            + f". Check: for {observed_size}, one rate per cell expects {expected:.1f} changed picks; the second run "
-            f"changed {observed_swaps} of {observed_cells}.")
+            + f". Check, in-sample (the noise comes from the same pair of runs): for {observed_size}, one rate per cell "
+            f"expects {expected:.1f} changed picks; the second run changed {observed_swaps} of {observed_cells}."
+            + (f" The shared rule's pick was the same in every run in {shared_agreement[0]} of the "
+               f"{shared_agreement[1]} searches that more than one run computed, the third run included, which "
+               f"the noise was not measured on." if shared_agreement else ""))
 
 
 def pretraining_across_runs(runs: Mapping[str, dict], sizes: Sequence[str], levels: Sequence[float]) -> pd.DataFrame:

@@ -438,7 +438,7 @@ def test_the_chapter_header_names_the_executing_machine_not_the_source_of_the_nu
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("profile: smoke")
     assert lines[1].startswith("page executed with spdf_lib") and env.describe_device() in lines[1]
-    assert "listed at the end of the page" in lines[2]
+    assert "Where these numbers come from" in lines[2]
     assert not any(line.startswith("spdf_lib") and "| device" in line for line in lines)  # the old claim
 
 
