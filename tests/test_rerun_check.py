@@ -193,7 +193,7 @@ def test_pretraining_and_same_run_differences():
     assert runs.loc["DART", "max |difference|"] == pytest.approx(0.5)
     assert runs.loc["E2E", "max |difference|"] == pytest.approx(0.0)
     assert runs.loc["DART", "runs"] == len(LEVELS) * (len(SPREAD) + 1)
-    assert "+2.00%" in check.sentence()
+    assert "by at most 2.00%" in check.sentence()
 
 
 def test_a_cell_judged_in_one_run_only_does_not_count_as_the_same():
@@ -271,8 +271,8 @@ def test_the_summary_line_says_which_verdicts_survived():
 
 def test_the_summary_line_only_warns_when_something_changed():
     same = reruns.rerun_summary(_check(_grid(), _grid()))
-    assert "less stable" not in same
-    assert "less stable" in reruns.rerun_summary(_check(_grid(), _grid(value_shift={("e2e", 0.5): -5.0})))
+    assert "more than their intervals alone suggest" not in same
+    assert "more than their intervals alone suggest" in reruns.rerun_summary(_check(_grid(), _grid(value_shift={("e2e", 0.5): -5.0})))
 
 
 def test_run_commits_lists_the_commits_of_one_size():
