@@ -348,3 +348,16 @@ def test_metric_tables_layout_and_cells():
 def test_metric_tables_refuses_a_frame_without_the_metric_columns():
     with pytest.raises(ValueError, match="missing columns"):
         metrics.metric_tables(pd.DataFrame({"size": ["m"]}))
+
+
+def test_the_official_against_sacrebleu_note_says_which_runs_and_that_a_range_is_not_an_interval():
+    from spdf_lib import findings
+
+    scores = pd.DataFrame([{"run_id": "a", "task": "dart", "BLEU": 40.0}, {"run_id": "b", "task": "dart", "BLEU": 42.0},
+                           {"run_id": "c", "task": "dart", "BLEU": 41.0}])
+    evals = [{"run_id": "a", "value": 38.0, "keep_masks": False}, {"run_id": "b", "value": 38.0, "keep_masks": False},
+             {"run_id": "c", "value": 40.0, "keep_masks": True}]
+    note = findings.official_vs_sacrebleu_note(scores, evals)
+    assert "DART +2.33 (from +1.00 to +4.00 over 3 final runs: 2 fine-tuned dense, 1 with the masks kept)" in note
+    assert "a range, not an interval" in note
+    assert findings.official_vs_sacrebleu_note(scores.iloc[:0], evals).startswith("No decoded outputs")
