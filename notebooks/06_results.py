@@ -497,8 +497,9 @@ display(Markdown(findings.control_test_note(control)))
 # the tables above use sacreBLEU with its default tokenization and mixed case. The cell below scores
 # the same saved outputs with the official suites, on the CPU: for E2E the challenge's BLEU, NIST,
 # METEOR, ROUGE-L and CIDEr; for WebNLG and DART the BLEU, METEOR and TER of their evaluation script
-# after the LoRA preprocessing (`spdf_lib.metrics` says exactly how each differs from the released
-# scripts, and why the numbers do not). Results are cached by a hash of the outputs and the scorer.
+# after the LoRA preprocessing (`spdf_lib.metrics` says exactly where each differs from the released
+# scripts, and why those differences leave the scores as the released scripts give them). Results
+# are cached by a hash of the outputs and the scorer.
 
 # %%
 from spdf_lib import metrics
