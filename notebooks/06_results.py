@@ -279,9 +279,10 @@ report.show(substituted)
 # out. The split was chosen after the second run's outcomes were known, so it describes where the
 # movement came from rather than testing it.
 #
-# The same model also answers what twice as many pre-trained models per cell would buy, with the
-# truth fixed or uncertain. With the truth uncertain, no number of models removes the chance that
-# the truth lies on the other side of a rule's line.
+# The same model also answers what more pre-trained models per cell would buy, up to twice the
+# published number, with the truth fixed or uncertain (the second table). With the truth
+# uncertain, no number of models removes the chance that the truth lies on the other side of a
+# rule's line.
 
 # %%
 from spdf_lib import replication
@@ -289,14 +290,22 @@ from spdf_lib import replication
 published_cells = reruns.grid_cells(published_runs, GPU)
 judge_gpu = lambda c: reruns.judge_profile(c, GPU)  # noqa: E731
 n_models = len(GPU.pretrain_seeds)
-forecasts = [replication.forecast(published_cells, judge_gpu, n_models=n, draws=2000, seed=0, truth_uncertain=u)
-             for n in (n_models, 2 * n_models) for u in (False, True)]
+forecasts = [replication.forecast(published_cells, judge_gpu, n_models=n_models, draws=2000, seed=0,
+                                  truth_uncertain=u) for u in (False, True)]
 forecast_table = replication.verdict_table(forecasts)
 report.write_table(forecast_table, TABLES, P.name, "replication_forecast")
 display(report.show(forecast_table, caption=(
     f"The published gpu run's verdicts, and how often a fresh run of the same design gives each of them "
     f"({forecasts[0].draws} fresh runs per design; Monte Carlo standard error at most "
     f"{forecasts[0].mc_error:.3f}). Method: {replication.METHOD}.")))
+designs = [replication.forecast(published_cells, judge_gpu, n_models=n, draws=1000, seed=0, truth_uncertain=u)
+           for n in range(n_models + 1, 2 * n_models + 1) for u in (False, True)]
+design_table = replication.design_table(designs)
+report.write_table(design_table, TABLES, P.name, "replication_designs")
+display(report.show(design_table, caption=(
+    f"The same, for designs with more pre-trained models per cell than the published run's {n_models}: how often "
+    f"a fresh run gives each published verdict ({designs[0].draws} fresh runs per design and truth; Monte Carlo "
+    f"standard error at most {designs[0].mc_error:.3f}).")))
 same = check.same_rates
 display(Markdown(replication.comparison_sentence(
     [replication.compare_with_run(f, check.cells, GPU.sizes[0]) for f in forecasts[:2]]
@@ -319,9 +328,9 @@ replication.cell_figure(forecasts[0]);
 # How to read this. A hypothesis verdict combines its cells (H1 and H2 need every cell on their
 # side, H3 one cell each way for *mixed*), so it is at most as stable as the rule makes it: H2
 # holds only if every cell is supported, so a single split cell is enough to make it fragile. The
-# table's right-hand columns show, verdict by verdict, how far more pre-trained models per cell
-# would settle it; where the two right-hand columns differ, part of what remains is the chance that
-# the truth lies across the line, and then a larger run would rightly reach another verdict.
+# second table shows, verdict by verdict, how far more pre-trained models per cell would settle it;
+# where its two columns of one hypothesis differ, part of what remains is the chance that the truth
+# lies across the line, and then a larger run would rightly reach another verdict.
 
 # %% [markdown]
 # ## A third run, cut short: one rate per size and task
@@ -564,7 +573,7 @@ report.show(findings.published_beside(TABLES, P.name, store.REPO_ROOT / "tables"
 # %%
 display(Markdown(findings.summary_note(results, noise, cells, P)))
 display(Markdown(reruns.rerun_summary(check, substituted)))
-display(Markdown(replication.summary_sentence(forecasts)))
+display(Markdown(replication.summary_sentence([*forecasts, *designs[-2:]])))
 display(Markdown(replication.comparison_sentence(
     [replication.compare_with_run(forecasts[0], check.cells[~same], GPU.sizes[0],
                                   "judged cells that read a cell whose rate changed")], caveat=False)

@@ -40,7 +40,7 @@ from . import stats
 from . import verdicts as V
 
 __all__ = ["Group", "fit", "draw", "Forecast", "cell_key", "forecast", "OUTCOME_COLUMNS", "METHOD", "design_label",
-           "verdict_table", "cell_figure", "compare_with_run", "tail_reading", "comparison_sentence",
+           "verdict_table", "design_table", "cell_figure", "compare_with_run", "tail_reading", "comparison_sentence",
            "summary_sentence"]
 
 METHOD = ("a normal model fitted to this run: for each size and sparsity, the per-model means of every task "
@@ -261,6 +261,22 @@ def verdict_table(forecasts: Sequence[Forecast]) -> pd.DataFrame:
         given = f.verdicts.set_index("hypothesis")["fresh run gives it"]
         table[f"fresh run gives it: {design_label(f)}"] = table["hypothesis"].map(given)
     return table
+
+
+def design_table(forecasts: Sequence[Forecast]) -> pd.DataFrame:
+    """One row per design (models per group), one column per hypothesis and truth: how often a fresh run
+    of that design gives the observed verdict. ``forecasts`` hold each design with the truth fixed and
+    uncertain, in any order."""
+    rows: dict = {}
+    for f in forecasts:
+        n = f.n_models if not isinstance(f.n_models, Mapping) else " / ".join(
+            f"{k} {size}" for size, k in f.n_models.items())
+        row = rows.setdefault(str(n), {"pre-trained models per cell": str(n)})
+        truth = "truth uncertain" if f.truth_uncertain else "truth = this run"
+        for _, v in f.verdicts.iterrows():
+            row[f"{v['hypothesis']} ({v['observed verdict']}), {truth}"] = v["fresh run gives it"]
+    frame = pd.DataFrame(list(rows.values()))
+    return frame[["pre-trained models per cell", *sorted(c for c in frame.columns if c != "pre-trained models per cell")]]
 
 
 def _cell_label(key: tuple) -> str:

@@ -265,3 +265,14 @@ def test_a_design_can_have_its_own_number_of_models_per_size():
     assert R.design_label(f) == "6 s / 3 t models, truth = this run"
     with pytest.raises(ValueError, match="no number for size 't'"):
         R.forecast(cells, h1, n_models={"s": 6}, draws=20)
+
+
+def test_the_design_table_has_a_row_per_design_and_a_column_per_hypothesis_and_truth():
+    cells = _two_cell_cells()
+    forecasts = [R.forecast(cells, _h1, n_models=n, draws=40, truth_uncertain=u) for n in (4, 5) for u in (False, True)]
+    table = R.design_table(forecasts)
+    assert list(table["pre-trained models per cell"]) == ["4", "5"]
+    observed = forecasts[0].observed[0].verdict
+    assert set(table.columns) == {"pre-trained models per cell", f"H1 ({observed}), truth = this run",
+                                  f"H1 ({observed}), truth uncertain"}
+    assert table.iloc[1][f"H1 ({observed}), truth uncertain"] == forecasts[3].verdicts.iloc[0]["fresh run gives it"]
