@@ -307,12 +307,13 @@ display(report.show(design_table, caption=(
     f"a fresh run gives each published verdict ({designs[0].draws} fresh runs per design and truth; Monte Carlo "
     f"standard error at most {designs[0].mc_error:.3f}).")))
 same = check.same_rates
+rate_changed = replication.compare_with_run(forecasts[0], check.cells[~same], GPU.sizes[0],
+                                            "judged cells that read a cell whose rate changed")
 display(Markdown(replication.comparison_sentence(
-    [replication.compare_with_run(f, check.cells, GPU.sizes[0]) for f in forecasts[:2]]
+    [replication.compare_with_run(f, check.cells, GPU.sizes[0]) for f in forecasts]
     + [replication.compare_with_run(forecasts[0], check.cells[same], GPU.sizes[0],
                                     "judged cells whose rules read only cells at the same rate in both runs"),
-       replication.compare_with_run(forecasts[0], check.cells[~same], GPU.sizes[0],
-                                    "judged cells that read a cell whose rate changed")])))
+       rate_changed])))
 
 # %%
 replication.cell_figure(forecasts[0]);
@@ -574,9 +575,7 @@ report.show(findings.published_beside(TABLES, P.name, store.REPO_ROOT / "tables"
 display(Markdown(findings.summary_note(results, noise, cells, P)))
 display(Markdown(reruns.rerun_summary(check, substituted)))
 display(Markdown(replication.summary_sentence([*forecasts, *designs[-2:]])))
-display(Markdown(replication.comparison_sentence(
-    [replication.compare_with_run(forecasts[0], check.cells[~same], GPU.sizes[0],
-                                  "judged cells that read a cell whose rate changed")], caveat=False)
+display(Markdown(replication.comparison_sentence([rate_changed], caveat=False)
                  + " What it leaves out there is the learning-rate choice."))
 display(Markdown("A third run, with one learning rate per size and task, was cut short and judges nothing. After the "
                  "fact (the first two runs searched cell by cell), the rates each rule picks from the searches of all "

@@ -246,9 +246,12 @@ def _outcomes(hypothesis: str) -> tuple[str, ...]:
 
 def design_label(f: Forecast) -> str:
     """How a table names a forecast's design: models per group and where the truth is."""
-    n = f.n_models
-    models = (" / ".join(f"{k} {size}" for size, k in n.items()) if isinstance(n, Mapping) else f"{n}") + " models"
-    return f"{models}, {'truth uncertain' if f.truth_uncertain else 'truth = this run'}"
+    return f"{_models_text(f.n_models)} models, {'truth uncertain' if f.truth_uncertain else 'truth = this run'}"
+
+
+def _models_text(n_models: int | Mapping[str, int]) -> str:
+    """'3', or '6 gpu-small / 3 gpu-large' for a count per size."""
+    return " / ".join(f"{k} {size}" for size, k in n_models.items()) if isinstance(n_models, Mapping) else str(n_models)
 
 
 def verdict_table(forecasts: Sequence[Forecast]) -> pd.DataFrame:
@@ -269,9 +272,8 @@ def design_table(forecasts: Sequence[Forecast]) -> pd.DataFrame:
     uncertain, in any order."""
     rows: dict = {}
     for f in forecasts:
-        n = f.n_models if not isinstance(f.n_models, Mapping) else " / ".join(
-            f"{k} {size}" for size, k in f.n_models.items())
-        row = rows.setdefault(str(n), {"pre-trained models per cell": str(n)})
+        n = _models_text(f.n_models)
+        row = rows.setdefault(n, {"pre-trained models per cell": n})
         truth = "truth uncertain" if f.truth_uncertain else "truth = this run"
         for _, v in f.verdicts.iterrows():
             row[f"{v['hypothesis']} ({v['observed verdict']}), {truth}"] = v["fresh run gives it"]
@@ -325,7 +327,7 @@ def compare_with_run(forecast: Forecast, rerun_cells: pd.DataFrame, size: str, l
     ``label``, of) a re-run check's cell table (hypothesis, task label, sparsity, published outcome, same
     outcome). Returns the cells compared, how many the forecast expects to keep their published outcome,
     how many the second run kept, and the forecast's probability of keeping that many or fewer."""
-    raw = {label: task for task, label in V.TASK_LABEL.items()}
+    raw = V.TASK_OF_LABEL
     judged = rerun_cells[rerun_cells["published outcome"] != "not judged"]
     keys = [(r["hypothesis"], size, raw.get(r["task"], r["task"]), float(r["sparsity"])) for _, r in judged.iterrows()]
     missing = [k for k in keys if k not in forecast.outcome_draws.columns]

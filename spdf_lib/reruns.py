@@ -167,7 +167,7 @@ class RerunCheck:
     def same_rates(self) -> pd.Series:
         """Per row of ``cells``: whether every cell its rule reads (``verdicts.cell_inputs``) had the same
         learning rate chosen in both runs, so that the two runs compare runs at the same rates."""
-        raw = {label: task for task, label in V.TASK_LABEL.items()}
+        raw = V.TASK_OF_LABEL
         moved = {(self.size, raw.get(r["task"], r["task"]), float(r["sparsity"]))
                  for _, r in self.differing_rates.iterrows()}
         return pd.Series([not moved.intersection(V.cell_inputs(r["hypothesis"], self.size, raw.get(r["task"], r["task"]),
@@ -557,27 +557,22 @@ def rate_choices(runs: Mapping[str, dict], search, sizes: Sequence[str], levels:
     rates, marks ignored; 'cells that moved'; 'provisional shared picks' and 'smallest shared margin',
     the runner-up's averaged validation loss minus the chosen one's (nats), over the runs. A pure
     function of the results."""
-    import dataclasses
-
     from .runs import chosen_lr, pooled_losses, runner_up_lr
 
     levels = tuple(float(lv) for lv in levels)
-    per_cell_search = dataclasses.replace(search, shared=False)  # each rule is applied here, whatever the profile's
-    searched = {name: lr_search_from_finetunes([r for r in stages["finetune"] if float(r["sparsity"]) in levels],
-                                               per_cell_search, first_seed, first_ft_seed)
-                for name, stages in runs.items()}
+    searched = {name: _search_losses(stages, search, first_seed, first_ft_seed) for name, stages in runs.items()}
     rows = []
     for size in sizes:
         for task in V.METRIC:
             row = {"size": size, "task": V.TASK_LABEL.get(task, task)}
             per_cell, shared, margins = {}, {}, []
             for name, cells in searched.items():
-                by_level = {float(c["sparsity"]): c for c in cells if c["size"] == size and c["task"] == task}
+                by_level = {lv: losses for (sz, t, lv), losses in cells.items() if (sz, t) == (size, task) and lv in levels}
                 if not all(lv in by_level for lv in levels):
                     row[f"{name}: per cell"] = row[f"{name}: shared"] = "incomplete" if by_level else "not run"
                     continue
-                per_cell[name] = tuple(_rate_text(by_level[lv]["losses"], search) for lv in levels)
-                pooled = pooled_losses([by_level[lv]["losses"] for lv in levels])
+                per_cell[name] = tuple(_rate_text(by_level[lv], search) for lv in levels)
+                pooled = pooled_losses([by_level[lv] for lv in levels])
                 row[f"{name}: per cell"] = " / ".join(per_cell[name])
                 row[f"{name}: shared"] = _rate_text(pooled, search)
                 if pooled:
@@ -634,6 +629,16 @@ def _neighbour_gaps(losses: Mapping[float, float]) -> dict[tuple[float, float], 
     return {(a, b): losses[b] - losses[a] for a, b in zip(lrs, lrs[1:])}
 
 
+def _search_losses(stages: dict, search, first_seed: int, first_ft_seed: int) -> dict[tuple[str, str, float], dict]:
+    """(size, task, sparsity) -> {rate: validation loss} of a run's searches, each cell on its own
+    (whatever ``search.shared`` says: the rules are applied to these losses afterwards)."""
+    import dataclasses
+
+    return {(c["size"], c["task"], float(c["sparsity"])): c["losses"]
+            for c in lr_search_from_finetunes(stages["finetune"], dataclasses.replace(search, shared=False),
+                                              first_seed, first_ft_seed)}
+
+
 def margin_changes(published: dict, rerun: dict, search, levels: Sequence[float], first_seed: int = 0,
                    first_ft_seed: int = 0) -> pd.DataFrame:
     """How much a second run moves the validation-loss difference between two neighbouring rates of a
@@ -641,15 +646,11 @@ def margin_changes(published: dict, rerun: dict, search, levels: Sequence[float]
     neighbouring rates both tried, per cell (``rule`` 'per cell', one row per sparsity) and averaged over
     the sparsities of ``levels`` as the shared rule averages them (``rule`` 'shared'): the difference in
     each run and its change (re-run minus published, nats). A pure function of the results."""
-    import dataclasses
-
     from .runs import pooled_losses
 
     levels = tuple(float(lv) for lv in levels)
-    per_cell = dataclasses.replace(search, shared=False)
-    cells = [{(c["size"], c["task"], float(c["sparsity"])): c["losses"]
-              for c in lr_search_from_finetunes(stages["finetune"], per_cell, first_seed, first_ft_seed)
-              if float(c["sparsity"]) in levels} for stages in (published, rerun)]
+    cells = [{k: v for k, v in _search_losses(stages, search, first_seed, first_ft_seed).items() if k[2] in levels}
+             for stages in (published, rerun)]
     rows = []
 
     def add(rule, size, task, sparsity, a, b):
@@ -683,16 +684,12 @@ def swap_forecast(stages: dict, search, levels: Sequence[float], noise: Mapping[
     re-run's noise, normal with the rule's standard deviation ``noise[rule]`` (from ``margin_changes``),
     reverses it: ``Phi(-margin / sd)``, the margin taken as measured. A pick whose search would still
     extend past it (provisional) gets no chance: its margin is not known yet."""
-    import dataclasses
-
     from scipy.stats import norm
 
     from .runs import chosen_lr, next_rates, pooled_losses, runner_up_lr
 
     levels = tuple(float(lv) for lv in levels)
-    cells = {(c["size"], c["task"], float(c["sparsity"])): c["losses"]
-             for c in lr_search_from_finetunes(stages["finetune"], dataclasses.replace(search, shared=False),
-                                               first_seed, first_ft_seed)}
+    cells = _search_losses(stages, search, first_seed, first_ft_seed)
     rows = []
     for size in sizes:
         for task in V.METRIC:
@@ -720,7 +717,7 @@ def swap_sentence(changes: pd.DataFrame, forecast: pd.DataFrame, observed_swaps:
     the noise was measured on that pair) and, with ``shared_agreement`` (searches whose shared pick was
     the same in every run, searches compared; from ``rate_choices``), against runs it was not fitted on."""
     parts = []
-    for rule in ("per cell", "shared"):
+    for rule, name in (("per cell", "per cell"), ("shared", "shared by the sparsities")):
         ch = changes[changes["rule"] == rule]["change"]
         f = forecast[forecast["rule"] == rule]
         known = f[~f["provisional"] & f["P(re-run picks another)"].notna()]
@@ -729,7 +726,7 @@ def swap_sentence(changes: pd.DataFrame, forecast: pd.DataFrame, observed_swaps:
         provisional = int(f["provisional"].sum())
         more = (f"; {provisional} more are provisional: their search would still try a rate past the pick"
                 if provisional else "; none is provisional")
-        parts.append(f"*{rule}*, the second run moved the validation-loss difference between two neighbouring rates "
+        parts.append(f"{name}, the second run moved the validation-loss difference between two neighbouring rates "
                      f"by a standard deviation of {sd:.4f} nats (sample sd over the {len(ch)} neighbouring-rate "
                      f"differences both runs measured), so a re-run would pick another rate in about "
                      f"{known['P(re-run picks another)'].sum():.1f} of the {len(known)} {picks} whose pick is final "
@@ -738,7 +735,7 @@ def swap_sentence(changes: pd.DataFrame, forecast: pd.DataFrame, observed_swaps:
     expected = small["P(re-run picks another)"].sum(skipna=True)
     return ("How often a re-run would pick another rate, from the published searches and the noise the second run "
             f"showed ({observed_size}, the only size run twice; the other size is taken to be as noisy). With one rate "
-            + "; with one rate ".join(parts).replace("*per cell*", "per cell").replace("*shared*", "shared by the sparsities")
+            + "; with one rate ".join(parts)
             + f". Check, in-sample (the noise comes from the same pair of runs): for {observed_size}, one rate per cell "
             f"expects {expected:.1f} changed picks; the second run changed {observed_swaps} of {observed_cells}."
             + (f" The shared rule's pick was the same in every run in {shared_agreement[0]} of the "

@@ -30,7 +30,7 @@ import pandas as pd
 from . import stats
 
 __all__ = [
-    "METRIC", "TASK_LABEL", "PUBLISHED_DELTA", "PUBLISHED_VALUE", "BLEU_MARGIN", "MARGIN_REASON", "rules_markdown",
+    "METRIC", "TASK_LABEL", "TASK_OF_LABEL", "PUBLISHED_DELTA", "PUBLISHED_VALUE", "BLEU_MARGIN", "MARGIN_REASON", "rules_markdown",
     "Cell", "variant_of", "chosen_rates", "final_evals", "collect", "delta", "Verdict", "verdict_h1", "verdict_h2",
     "verdict_h3", "judge", "cell_inputs", "results_table",
     "noise_floor", "DATA_TO_TEXT", "level_label",
@@ -39,6 +39,7 @@ __all__ = [
 METRIC = {"e2e": ("BLEU", "higher"), "webnlg": ("BLEU", "higher"), "dart": ("BLEU", "higher"),
           "summarization": ("PPL", "lower")}
 TASK_LABEL = {"e2e": "E2E", "webnlg": "WebNLG", "dart": "DART", "summarization": "Summarization"}
+TASK_OF_LABEL = {label: task for task, label in TASK_LABEL.items()}  # a table's task label back to its name
 DATA_TO_TEXT = ("e2e", "webnlg", "dart")
 
 # Published deltas vs dense, (paper model, task, sparsity) -> value; absent: not published.
@@ -282,8 +283,8 @@ def verdict_h3(cells: dict, small: str, large: str, levels: Sequence[float], tas
     return Verdict("H3", verdict, _frame(rows))
 
 
-def cell_inputs(hypothesis: str, size: str, task: str, level: float, tasks: Sequence[str] = (*DATA_TO_TEXT,
-                "summarization"), sizes: Sequence[str] = ()) -> list[tuple[str, str, float]]:
+def cell_inputs(hypothesis: str, size: str, task: str, level: float,
+                sizes: Sequence[str] = ()) -> list[tuple[str, str, float]]:
     """The (size, task, sparsity) cells a judged cell of ``hypothesis`` reads, by its rule: H1 the task at
     ``level`` and dense; H2 every data-to-text task and summarization at both; H3 the task at both, in each
     of ``sizes`` (the judged row's ``size`` names the pair). Used to ask which inputs a change reached."""
