@@ -64,7 +64,11 @@ display(Markdown(figures.source_excerpt(sparsity.densify, "")))
 # fine-tuning seed at every rate of a log-spaced grid. When the lowest validation loss sits at an end
 # of what was tried, the search adds the next rate beyond that end, up to a bound; selection uses the
 # validation loss only, never a test score. Every pre-trained model of the cell and every
-# fine-tuning seed then use the chosen rate. The rule is a pure function of the losses so far:
+# fine-tuning seed then use the chosen rate. A profile can instead let the sparsities of a size and
+# task share one rate, decided on their validation losses averaged rate by rate
+# (`LRSearch(shared=True)`), so that a near-tie in one cell cannot give a sparse model and its dense
+# comparison different rates; the `gpu` profile does, for reasons chapter 06 measures, and the note
+# under the table says which rule this page used. The rule is a pure function of the losses so far:
 
 # %%
 from spdf_lib import runs

@@ -353,17 +353,17 @@ def tail_reading(p: float, draws: int, line: float = 0.05) -> str:
 
 
 _READING = {
-    "below": ("fewer than one in twenty", "so the second run moved more than this model makes a fresh run move, and "
+    "below": ("fewer than one in twenty", "so the {run} moved more than this model makes a fresh run move, and "
                                           "the model leaves out something that moved it"),
-    "above": ("more than one in twenty", "so the second run is within what this model makes a fresh run do"),
+    "above": ("more than one in twenty", "so the {run} is within what this model makes a fresh run do"),
     "at": ("about one in twenty, within the simulation's own error",
-           "so the second run sits at the edge of what this model makes a fresh run do"),
+           "so the {run} sits at the edge of what this model makes a fresh run do"),
 }
 
 
-def comparison_sentence(comparisons: Sequence[dict], caveat: bool = True) -> str:
+def comparison_sentence(comparisons: Sequence[dict], caveat: bool = True, run: str = "second run") -> str:
     """The comparisons of ``compare_with_run`` in words, each with its reading against a line of one in
-    twenty, and (``caveat``) what a same-seed second run can show."""
+    twenty, and (``caveat``) what a same-seed later run can show; ``run`` names the later run."""
     if not comparisons:
         raise ValueError("comparison_sentence needs at least one comparison")
     parts = []
@@ -373,12 +373,12 @@ def comparison_sentence(comparisons: Sequence[dict], caveat: bool = True) -> str
             parts.append(f"{head}: none to compare.")
             continue
         band, reading = _READING[tail_reading(c["p at most observed"], c["draws"])]
-        parts.append(f"{head}: the second run kept the published outcome in {c['observed kept']}; fresh runs "
+        parts.append(f"{head}: the {run} kept the earlier outcome in {c['observed kept']}; fresh runs "
                      f"({c['design']}) keep {c['expected kept']:.1f} on average, and {c['observed kept']} or fewer "
-                     f"in {c['p at most observed']:.1%} of {c['draws']} ({band}), {reading}.")
+                     f"in {c['p at most observed']:.1%} of {c['draws']} ({band}), {reading.format(run=run)}.")
     if caveat:
-        parts.append("The second run reused the published run's seeds, so it should move less than a fresh run with "
-                     "new ones: a second run within the model's range is weak support for the model, one beyond it is "
+        parts.append(f"The {run} reused the earlier run's seeds, so it should move less than a fresh run with "
+                     f"new ones: a {run} within the model's range is weak support for the model, one beyond it is "
                      "strong evidence against it.")
     return " ".join(parts)
 

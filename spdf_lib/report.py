@@ -408,7 +408,8 @@ def lr_search_note(lr_search: Sequence[dict], profile) -> str:
                 f"about the best rate can be made.")
     counts = pd.Series([c["status"] for c in cells]).value_counts().to_dict()
     lead = ("The sparsities of each size and task share one rate, the lowest of their averaged validation loss "
-            "(the dashed curves); every cell below carries the status of its shared search. " if search.shared else "")
+            "(the dashed curves); every cell below carries the status of its shared search. " if search.shared
+            else "Each cell chooses its own rate. ")
     extended = sum(c["losses"] and (min(map(float, c["losses"])) < min(search.grid)
                                      or max(map(float, c["losses"])) > max(search.grid)) for c in cells)
     text = lead + (f"Of the {len(cells)} cells, the best validation loss is interior in {counts.get('interior', 0)}; "

@@ -344,18 +344,21 @@ def _judged(stages: dict, size: str, levels, search, first_seed: int, first_ft_s
 
 
 def rerun_check(published: dict, rerun: dict, size: str = "gpu-small", levels: Sequence[float] = (0.0, 0.5, 0.75),
-                search=None, first_seed: int = 0, first_ft_seed: int = 0) -> RerunCheck:
+                search=None, first_seed: int = 0, first_ft_seed: int = 0, rerun_search=None) -> RerunCheck:
     """Judge the H1 and H2 cells of ``size`` on the published results and on a re-run of them (each
     a ``load_committed`` dict: pretrain/finetune/eval result lists), with the same rules
     (``verdicts.collect``, ``verdict_h1``, ``verdict_h2``) and the learning rates each run's own
-    search chose (``lr_search_from_finetunes`` with ``search``, by default the gpu profile's).
+    search chose (``lr_search_from_finetunes`` with ``search``, by default the gpu profile's; the
+    re-run with ``rerun_search`` where it searched by another rule, such as shared rates).
     Chapter 09's runs, other sizes and pre-training sparsities outside ``levels`` are left out.
     H3 needs two sizes and is not checked here."""
     search = search or _default_search()
+    rerun_search = rerun_search or search
     levels = tuple(float(lv) for lv in levels)
     pub_search, pub_evals, pub_cells, pub_verdicts = _judged(published, size, levels, search, first_seed,
                                                              first_ft_seed)
-    re_search, re_evals, re_cells, re_verdicts = _judged(rerun, size, levels, search, first_seed, first_ft_seed)
+    re_search, re_evals, re_cells, re_verdicts = _judged(rerun, size, levels, rerun_search, first_seed,
+                                                         first_ft_seed)
     verdict_rows = pd.DataFrame(
         [{"hypothesis": h, "published verdict": pub_verdicts.get(h, "not judged"),
           "re-run verdict": re_verdicts.get(h, "not judged")} for h in dict.fromkeys([*pub_verdicts, *re_verdicts])],
@@ -424,17 +427,20 @@ def _first_line(path: Path) -> str | None:
     return next((ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()), None)
 
 
-def rerun_provenance(tables_root: Path, profile: str = "gpu", folder: str = "rerun", label: str = "re-run") -> str:
+def rerun_provenance(tables_root: Path, profile: str = "gpu", folder: str = "rerun", label: str = "re-run",
+                     beside_published: bool = True) -> str:
     """Where and how long a committed further run of ``profile`` ran, from its logs in
     ``tables_root/<profile>/<folder>/logs/``: the GPU line of ``gpu_env.txt`` and the wall time of each
     command of ``command_times.txt`` (unix-time ``start``/``end`` lines) that ran the grid (set-up and
-    benchmark steps, ``NOT_GRID_STEPS``, left out). ``label`` names the run in the sentence."""
+    benchmark steps, ``NOT_GRID_STEPS``, left out); ``folder=""`` reads the published run's own logs.
+    ``label`` names the run in the sentence; with
+    ``beside_published`` the published run's GPU line follows, for comparison."""
     logs = Path(tables_root) / profile / folder / "logs"
     if not logs.is_dir():
         return f"There is no log of a {label} of profile `{profile}` in this checkout."
     gpu = _first_line(logs / "gpu_env.txt")
     spans = [(name, end - start, end) for name, start, end in grid_commands(logs / "command_times.txt")]
-    where = f"`{Path(tables_root).name}/{profile}/{folder}/logs/`"
+    where = "`" + "/".join(part for part in (Path(tables_root).name, profile, folder, "logs") if part) + "/`"
     text = (f"The {label}'s log ({where}) gives its GPU as `{gpu}` (the first line of `gpu_env.txt`)"
             if gpu else f"The {label}'s log ({where}) does not name its GPU")
     if spans:
@@ -449,7 +455,7 @@ def rerun_provenance(tables_root: Path, profile: str = "gpu", folder: str = "rer
     else:
         text += "; it records no command times."
     published_gpu = _first_line(Path(tables_root) / profile / "logs" / "gpu_env.txt")
-    if published_gpu:
+    if published_gpu and beside_published:
         text += f" The published run's log gives `{published_gpu}`."
     return text
 
@@ -460,6 +466,24 @@ def run_commits(stages: dict, size: str | None = None) -> list[str]:
     commits = {str(r.get("environment", {}).get("commit"))[:7] for stage in stages.values() for r in stage
                if (size is None or r.get("size") == size) and r.get("environment", {}).get("commit")}
     return sorted(commits)
+
+
+def runs_overview(runs: Mapping[str, tuple[str, dict, str]], sizes: Sequence[str],
+                  levels: Sequence[float]) -> pd.DataFrame:
+    """One row per committed run of the grid (``runs``: name -> (folder, ``load_committed`` dict, the
+    learning-rate rule it searched by)): its folder, the commits its results record, the rule, the sizes
+    it has results for, and how many pre-trainings, fine-tunes and evaluations of the grid (``sizes`` at
+    ``levels``; chapter 09's runs and the pruning stage's left out) it holds."""
+    levels = {float(lv) for lv in levels}
+    keep = lambda r: not V.variant_of(r) and r.get("size") in sizes and float(r.get("sparsity", -1)) in levels  # noqa: E731
+    rows = []
+    for name, (folder, stages, rule) in runs.items():
+        grid = {stage: [r for r in results if keep(r)] for stage, results in stages.items()}
+        rows.append({"run": name, "folder": folder, "commits": ", ".join(run_commits(grid)), "learning rate": rule,
+                     "sizes": ", ".join(sorted({r["size"] for r in grid.get("pretrain", [])})),
+                     **{f"{stage}s": len(grid.get(stage, [])) for stage in ("pretrain", "finetune", "eval")}})
+    return pd.DataFrame(rows).rename(columns={"pretrains": "pre-trainings", "finetunes": "fine-tunes",
+                                              "evals": "evaluations"})
 
 
 def _outcome_counts(verdict: V.Verdict) -> str:
@@ -501,6 +525,20 @@ def substituted_verdicts(published: dict, rerun: dict, profile, search=None) -> 
                      f"with the second run's {small} cells": after.verdict, "their cells": _outcome_counts(after),
                      "same verdict": before.verdict == after.verdict})
     return pd.DataFrame(rows)
+
+
+def verdicts_sentence(before: Sequence, after: Sequence, first: str, second: str) -> str:
+    """Two runs' verdicts (lists of ``verdicts.Verdict``, as ``judge_profile`` gives them) side by side in
+    one sentence: which stayed and which moved, named by the runs ``first`` and ``second``."""
+    was = {v.hypothesis: v.verdict for v in before}
+    parts = []
+    for v in after:
+        old = was.get(v.hypothesis)
+        parts.append(f"{v.hypothesis} is *{v.verdict}* in both" if old == v.verdict else
+                     f"{v.hypothesis} goes from *{old or 'not judged'}* in the {first} to *{v.verdict}* in the {second}")
+    moved = sum(was.get(v.hypothesis) != v.verdict for v in after)
+    return (f"The verdicts of the {first} and the {second}: " + "; ".join(parts) + f" ({moved} of {len(after)} "
+            f"{'verdict' if len(after) == 1 else 'verdicts'} moved).")
 
 
 def rerun_summary(check: "RerunCheck", substituted: pd.DataFrame | None = None) -> str:
@@ -710,6 +748,86 @@ def swap_forecast(stages: dict, search, levels: Sequence[float], noise: Mapping[
                                        "provisional", "P(re-run picks another)"])
 
 
+def _at_least(probabilities: Sequence[float], k: int) -> float:
+    """P(at least ``k`` of independent events with these ``probabilities`` happen): the Poisson-binomial
+    tail, by convolution."""
+    if k <= 0:
+        return 1.0
+    dist = [1.0]
+    for q in probabilities:
+        dist = [a * (1 - q) + b * q for a, b in zip([*dist, 0.0], [0.0, *dist])]
+    return float(min(1.0, sum(dist[k:])))
+
+
+def swap_check(forecast: pd.DataFrame, stages: dict, search, levels: Sequence[float], first_seed: int = 0,
+               first_ft_seed: int = 0) -> pd.DataFrame:
+    """A :func:`swap_forecast` held against a run it was not fitted on (``stages``, a ``load_committed``
+    dict): per rule, the picks the forecast called final, how many of them the forecast expects the run to
+    change (the sum of their chances), how many it changed (the rule applied to that run's own search
+    losses, at the rates it tried, so a run that searched by the other rule can be read too), and the
+    chance of at least that many under the forecast (independent picks). A pick the run cannot make
+    (a cell it did not search) is left out and counted in 'not searched'."""
+    from .runs import chosen_lr, pooled_losses
+
+    levels = tuple(float(lv) for lv in levels)
+    cells = _search_losses(stages, search, first_seed, first_ft_seed)
+    raw = V.TASK_OF_LABEL
+    rows = []
+    for rule, group in forecast.groupby("rule", sort=False):
+        final = group[~group["provisional"] & group["P(re-run picks another)"].notna()]
+        chances, changed, missing = [], 0, 0
+        for _, r in final.iterrows():
+            task = raw.get(r["task"], r["task"])
+            wanted = levels if rule == "shared" else (float(r["sparsity"]),)
+            if not all((r["size"], task, lv) in cells for lv in wanted):
+                missing += 1
+                continue
+            losses = pooled_losses([cells[(r["size"], task, lv)] for lv in wanted])
+            chances.append(float(r["P(re-run picks another)"]))
+            changed += int(chosen_lr(losses) != r["chosen"])
+        rows.append({"rule": rule, "final picks": len(chances), "expected changes": sum(chances),
+                     "observed changes": changed, "P(at least observed)": _at_least(chances, changed),
+                     "not searched": missing})
+    return pd.DataFrame(rows, columns=["rule", "final picks", "expected changes", "observed changes",
+                                       "P(at least observed)", "not searched"])
+
+
+def swap_check_sentence(check: pd.DataFrame, run: str) -> str:
+    """:func:`swap_check` in words, each rule with its tail probability read against one in twenty."""
+    parts = []
+    for _, r in check.iterrows():
+        if not r["final picks"]:
+            parts.append(f"{r['rule']}: no final pick to check")
+            continue
+        p = r["P(at least observed)"]
+        reading = ("more than the forecast allows (fewer than one in twenty)" if p < 0.05
+                   else "within what the forecast allows")
+        parts.append(f"{r['rule']}, the forecast expected {r['expected changes']:.1f} of its {r['final picks']} final "
+                     f"picks to change and the {run} changed {r['observed changes']} (at least that many in "
+                     f"{p:.1%} of re-runs under the forecast: {reading})")
+    return (f"The rate-swap forecast against the {run}, which it was not fitted on: with one rate "
+            + "; with one rate ".join(parts) + ".")
+
+
+def relabel(frame: pd.DataFrame, first: str, second: str) -> pd.DataFrame:
+    """A re-run check's table with its columns named after the two runs it compares (``first`` for
+    'published', ``second`` for 're-run'), for a pair other than the published run and its re-run."""
+    import re
+
+    name = {"published": first, "re-run": second}
+    return frame.rename(columns=lambda c: re.sub("published|re-run", lambda m: name[m.group()], c)
+                        if isinstance(c, str) else c)
+
+
+def percell(profile):
+    """``profile`` with one learning rate per cell (``LRSearch(shared=False)``): the rule the first
+    published gpu run and its re-run searched by."""
+    import dataclasses
+
+    search = dataclasses.replace(profile.finetune.lr_search, shared=False)
+    return dataclasses.replace(profile, finetune=dataclasses.replace(profile.finetune, lr_search=search))
+
+
 def swap_sentence(changes: pd.DataFrame, forecast: pd.DataFrame, observed_swaps: int, observed_cells: int,
                   observed_size: str, shared_agreement: tuple[int, int] | None = None) -> str:
     """The rate-swap forecast in words: the measured noise of each rule's margin, the expected number of
@@ -733,7 +851,7 @@ def swap_sentence(changes: pd.DataFrame, forecast: pd.DataFrame, observed_swaps:
                      f"(an expected count{more})")
     small = forecast[(forecast["rule"] == "per cell") & (forecast["size"] == observed_size)]
     expected = small["P(re-run picks another)"].sum(skipna=True)
-    return ("How often a re-run would pick another rate, from the published searches and the noise the second run "
+    return ("How often a re-run would pick another rate, from the first run's searches and the noise the second run "
             f"showed ({observed_size}, the only size run twice; the other size is taken to be as noisy). With one rate "
             + "; with one rate ".join(parts)
             + f". Check, in-sample (the noise comes from the same pair of runs): for {observed_size}, one rate per cell "

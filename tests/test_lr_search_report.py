@@ -53,4 +53,4 @@ def test_the_note_says_when_the_rate_is_shared():
     shared = dataclasses.replace(SMOKE, finetune=dataclasses.replace(
         SMOKE.finetune, lr_search=dataclasses.replace(SMOKE.finetune.lr_search, shared=True)))
     assert report.lr_search_note(_cells(True), shared).startswith("The sparsities of each size and task share")
-    assert report.lr_search_note(_cells(False), SMOKE).startswith("Of the 2 cells")
+    assert report.lr_search_note(_cells(False), SMOKE).startswith("Each cell chooses its own rate. Of the 2 cells")

@@ -49,22 +49,42 @@ def test_the_committed_gpu_manifest_matches_every_file():
     assert manifest.problems(TABLES, "gpu") == []
 
 
-@needs_data
-def test_the_committed_rerun_of_the_small_grid_is_complete_under_the_current_keys(monkeypatch):
-    """Chapter 06's re-run check reads a second run of the gpu-small grid (another H200, empty cache)."""
+def _complete_per_cell_run(monkeypatch, folder: Path, sizes: tuple[str, ...]):
+    """The scheduler's plan of the gpu grid with one learning rate per cell, read from a committed
+    earlier run in ``folder`` (never computed): its pre-trainings, fine-tunes and evaluations."""
     import dataclasses
 
-    rerun = TABLES / "gpu" / "rerun"
-    assert manifest.problems(rerun, "gpu") == []
-    committed = json.loads(next((rerun / "gpu" / "runs" / "pretrain").glob("*.json")).read_text())
+    from spdf_lib import reruns
+
+    assert manifest.problems(folder, "gpu") == []
+    committed = json.loads(next((folder / "gpu" / "runs" / "pretrain").glob("*.json")).read_text())
     spec = runs.TokenizerSpec(**{k: v for k, v in committed["config"]["tokenizer"].items() if not k.startswith("__")})
     monkeypatch.setattr(runs, "tokenizer_spec", lambda profile: spec)
     monkeypatch.setattr(scheduler.R, "tokenizer_spec", lambda profile: spec)
     monkeypatch.setattr(scheduler, "needs_gpu", lambda profile: True)
-    profile = dataclasses.replace(get_profile("gpu"), sizes=("gpu-small",))
+    profile = dataclasses.replace(reruns.percell(get_profile("gpu")), sizes=sizes)
     try:
-        out = scheduler.run(profile, rerun, stages=("pretrain", "finetune", "eval"), progress=False)
+        out = scheduler.run(profile, folder, stages=("pretrain", "finetune", "eval"), progress=False)
     except results.MissingResultsError as err:
-        pytest.fail(f"the committed re-run is incomplete for the current code: {err}")
-    on_disk = {p.stem for p in (rerun / "gpu" / "runs" / "eval").glob("*.json")}
-    assert on_disk == set(out["eval"]) and len(out["lr_search"]) == len(profile.sparsity_levels) * len(profile.task_names)
+        pytest.fail(f"the committed run in {folder} is incomplete for the current code: {err}")
+    assert len(out["lr_search"]) == len(profile.sizes) * len(profile.sparsity_levels) * len(profile.task_names)
+    return out
+
+
+@needs_data
+def test_the_committed_rerun_of_the_small_grid_is_complete_under_the_current_keys(monkeypatch):
+    """Chapter 06's re-run check reads a second run of the gpu-small grid (another H200, empty cache),
+    searched with one rate per cell like the first published run."""
+    rerun = TABLES / "gpu" / "rerun"
+    out = _complete_per_cell_run(monkeypatch, rerun, ("gpu-small",))
+    assert {p.stem for p in (rerun / "gpu" / "runs" / "eval").glob("*.json")} == set(out["eval"])
+
+
+@needs_data
+def test_the_first_published_run_is_complete_under_the_current_keys_with_one_rate_per_cell(monkeypatch):
+    """Chapter 06 compares the published run with the first one, which chose a rate per cell."""
+    first = TABLES / "gpu" / "percell_run"
+    out = _complete_per_cell_run(monkeypatch, first, tuple(get_profile("gpu").sizes))
+    on_disk = {p.stem for p in (first / "gpu" / "runs" / "eval").glob("*.json")}
+    assert set(out["eval"]) <= on_disk  # the pruning stage's evaluations are committed with it too
+    assert {r["environment"]["commit"] for r in out["eval"].values()} == {"6e61162"}

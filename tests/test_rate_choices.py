@@ -171,13 +171,31 @@ def test_the_committed_third_run_is_intact_and_was_computed_with_shared_rates():
 
 
 def test_the_committed_rate_comparison_covers_both_sizes():
-    runs = {"published": reruns.load_committed(TABLES, "gpu"),
+    runs = {"first published": reruns.load_committed(TABLES / "gpu" / "percell_run", "gpu"),
             "second": reruns.load_committed(TABLES / "gpu" / "rerun", "gpu"),
-            "third": reruns.load_committed(THIRD, "gpu")}
+            "third": reruns.load_committed(THIRD, "gpu"),
+            "published": reruns.load_committed(TABLES, "gpu")}
     frame = reruns.rate_choices(runs, GPU.finetune.lr_search, GPU.sizes, GPU.sparsity_levels)
     assert len(frame) == len(GPU.sizes) * len(GPU.finetune.tasks)
-    assert set(frame.loc[frame["size"] == GPU.sizes[0], "runs"]) == {3}
-    assert set(frame.loc[frame["size"] == GPU.sizes[1], "runs"]) == {2}
+    assert set(frame.loc[frame["size"] == GPU.sizes[0], "runs"]) == {4}
+    assert set(frame.loc[frame["size"] == GPU.sizes[1], "runs"]) == {3}
+
+
+def test_the_published_run_searched_with_one_rate_per_size_and_task():
+    assert GPU.finetune.lr_search.shared
+    runs = reruns.load_committed(TABLES, "gpu")
+    grid = {k: v for k, v in runs.items()}
+    assert reruns.run_commits({s: [r for r in v if not r.get("variant") and r["size"] in GPU.sizes
+                                   and float(r["sparsity"]) in GPU.sparsity_levels]
+                               for s, v in grid.items()}) == ["09b4c7d"]
+    cells = reruns.lr_search_from_finetunes(runs["finetune"], GPU.finetune.lr_search)
+    cells = [c for c in cells if c["size"] in GPU.sizes and c["sparsity"] in GPU.sparsity_levels]
+    assert len(cells) == len(GPU.sizes) * len(GPU.sparsity_levels) * len(GPU.finetune.tasks)
+    for size in GPU.sizes:
+        for task in GPU.task_names:
+            group = [c for c in cells if c["size"] == size and c["task"] == task]
+            assert len({tuple(sorted(c["losses"])) for c in group}) == 1, (size, task)  # the same rates tried
+            assert len({c["chosen"] for c in group}) == 1 and group[0]["status"] == "interior"
 
 
 def test_the_comparison_applies_both_rules_whatever_the_search_it_is_given_says():

@@ -220,7 +220,9 @@ def test_the_comparison_with_a_second_run_counts_what_it_kept():
     assert c["cells"] == 2 and c["observed kept"] == 1
     assert c["expected kept"] == pytest.approx(f.cells["fresh run gives it"].sum())
     assert c["p at most observed"] == pytest.approx(float((kept <= 1).mean()))
-    assert "kept the published outcome in 1;" in R.comparison_sentence([c])
+    assert "the second run kept the earlier outcome in 1;" in R.comparison_sentence([c])
+    named = R.comparison_sentence([c], run="published run")
+    assert "the published run kept the earlier outcome in 1;" in named and "second run" not in named
     none = R.compare_with_run(f, rerun.iloc[:0], "s", "no cells")
     assert none["cells"] == 0 and "none to compare" in R.comparison_sentence([none])
     with pytest.raises(KeyError, match="WebNLG"):

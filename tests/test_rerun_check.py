@@ -240,9 +240,10 @@ def test_the_committed_check_covers_every_small_h1_and_h2_cell():
     from spdf_lib.profiles import get_profile
 
     gpu = get_profile("gpu")
-    published = reruns.load_committed(TABLES, "gpu")
-    check = reruns.rerun_check(published, reruns.load_committed(TABLES / "gpu" / "rerun", "gpu"),
-                                 size=gpu.sizes[0], levels=gpu.sparsity_levels, search=gpu.finetune.lr_search)
+    first = reruns.load_committed(TABLES / "gpu" / "percell_run", "gpu")
+    check = reruns.rerun_check(first, reruns.load_committed(TABLES / "gpu" / "rerun", "gpu"),
+                               size=gpu.sizes[0], levels=gpu.sparsity_levels,
+                               search=reruns.percell(gpu).finetune.lr_search)
     counts = check.cells["hypothesis"].value_counts().to_dict()
     assert counts == {"H1": 6, "H2": 2}
     assert not (check.cells[["published outcome", "re-run outcome"]] == "not judged").any().any()
@@ -251,14 +252,18 @@ def test_the_committed_check_covers_every_small_h1_and_h2_cell():
     assert check.pretraining.notna().all().all()
     assert check.sentence().startswith(f"**Re-run check, {gpu.sizes[0]}.** Of the 8 judged cells")
 
-    # the published side, rebuilt from the per-run files, is what chapter 06 published
+    # the published run's cells, rebuilt from the per-run files with its shared rule, are what chapter 06
+    # published from the scheduler's own records
+    published = reruns.load_committed(TABLES, "gpu")
+    own = reruns.rerun_check(published, published, size=gpu.sizes[0], levels=gpu.sparsity_levels,
+                             search=gpu.finetune.lr_search)
     committed = pd.read_csv(TABLES / "gpu" / "verdict_cells.csv")
     committed = committed[(committed["size"] == gpu.sizes[0]) & committed["hypothesis"].isin(["H1", "H2"])]
-    assert list(committed["outcome"]) == list(check.cells["published outcome"])
+    assert list(committed["outcome"]) == list(own.cells["published outcome"])
     searches = pd.read_csv(TABLES / "gpu" / "lr_search.csv")
     searches = searches[searches["size"] == gpu.sizes[0]]
     rebuilt = {(r["task"], reruns.level_label(r["sparsity"])): r["published chosen"]
-               for _, r in check.rates.iterrows()}
+               for _, r in own.rates.iterrows()}
     assert {(r["task"], r["sparsity"]): r["chosen"] for _, r in searches.iterrows()} == rebuilt
 
 
@@ -288,12 +293,15 @@ def test_substituting_the_second_runs_small_cells_rejudges_every_headline_verdic
     from spdf_lib.profiles import get_profile
 
     tables = REPO / "tables"
-    frame = reruns.substituted_verdicts(reruns.load_committed(tables, "gpu"),
-                                          reruns.load_committed(tables / "gpu" / "rerun", "gpu"), get_profile("gpu"))
+    per_cell = reruns.percell(get_profile("gpu"))
+    first = reruns.load_committed(tables / "gpu" / "percell_run", "gpu")
+    frame = reruns.substituted_verdicts(first, reruns.load_committed(tables / "gpu" / "rerun", "gpu"), per_cell)
     assert list(frame["hypothesis"]) == ["H1", "H2", "H3"]
-    with open(tables / "gpu" / "verdicts.csv", newline="") as handle:
-        page = {r["hypothesis"]: r["verdict"] for r in csv.DictReader(handle)}
-    assert dict(zip(frame["hypothesis"], frame["published verdict"])) == page  # the page's own verdicts
+    own = reruns.judge_profile(reruns.grid_cells(first, per_cell), per_cell)
+    assert dict(zip(frame["hypothesis"], frame["published verdict"])) == {v.hypothesis: v.verdict for v in own}
+    assert "not computable" not in set(frame["published verdict"])  # every cell of the first run has its runs
+    with open(tables / "gpu" / "rerun_verdicts.csv", newline="") as handle:  # what chapter 06 wrote
+        assert [r["published verdict"] for r in csv.DictReader(handle)] == list(frame["published verdict"])
     assert set(frame.columns[3:4]) == {"with the second run's gpu-small cells"}
 
 
@@ -346,3 +354,72 @@ def test_the_swap_forecast_is_the_normal_chance_of_reversing_each_rule_s_margin(
     text = reruns.swap_sentence(reruns.margin_changes(_grid(), _grid(), SEARCH, LEVELS), f, 1, 8, SIZE)
     assert f"expects {len(TASKS) * len(LEVELS) * norm.cdf(-1.0):.1f} changed picks" in text
     assert "the second run changed 1 of 8" in text
+
+
+def test_the_poisson_binomial_tail_matches_the_binomial_and_its_edges():
+    from scipy.stats import binom
+
+    assert reruns._at_least([0.3] * 6, 2) == pytest.approx(binom.sf(1, 6, 0.3))
+    assert reruns._at_least([0.2, 0.5], 0) == 1.0 and reruns._at_least([], 1) == 0.0
+    assert reruns._at_least([0.2, 0.5], 2) == pytest.approx(0.1)
+
+
+def test_the_swap_check_counts_the_picks_a_later_run_changed_against_the_forecast():
+    f = reruns.swap_forecast(_grid(), SEARCH, LEVELS, {"per cell": 0.1, "shared": 0.05}, [SIZE])
+    same = reruns.swap_check(f, _grid(), SEARCH, LEVELS).set_index("rule")
+    assert list(same["observed changes"]) == [0, 0] and (same["P(at least observed)"] == 1.0).all()
+    assert same.loc["per cell", "final picks"] == len(TASKS) * len(LEVELS)
+    assert same.loc["per cell", "expected changes"] == pytest.approx(len(TASKS) * len(LEVELS) * f.iloc[0][
+        "P(re-run picks another)"])
+    # one cell flips to the other rate: per cell one change; shared, the average over the sparsities ties
+    # (1.05 at both rates) and the lower rate wins the tie, so the shared pick changes too
+    moved = reruns.swap_check(f, _grid(chosen={("webnlg", 0.0): 1e-3}), SEARCH, LEVELS).set_index("rule")
+    assert moved.loc["per cell", "observed changes"] == 1 and moved.loc["shared", "observed changes"] == 1
+    p = f[f["rule"] == "per cell"]["P(re-run picks another)"].to_numpy()
+    assert moved.loc["per cell", "P(at least observed)"] == pytest.approx(1 - (1 - p).prod())
+    # a later run that did not search a cell leaves its pick out, counted
+    partial = _grid()
+    partial["finetune"] = [r for r in partial["finetune"] if r["task"] != "dart"]
+    gone = reruns.swap_check(f, partial, SEARCH, LEVELS).set_index("rule")
+    assert gone.loc["per cell", "not searched"] == len(LEVELS) and gone.loc["shared", "not searched"] == 1
+    text = reruns.swap_check_sentence(moved.reset_index(), "later run")
+    assert "the later run changed 1" in text and "within what the forecast allows" in text
+
+
+def test_a_re_run_searched_by_another_rule_is_judged_at_its_own_rule_s_rates():
+    # the 50% E2E cell's own best rate is 1e-3 in the re-run; the shared rule keeps 2e-3 for both sparsities
+    rerun = _grid(chosen={("e2e", 0.5): 1e-3})
+    shared = dataclasses.replace(SEARCH, shared=True)
+    own = reruns.rerun_check(_grid(), rerun, size=SIZE, levels=LEVELS, search=SEARCH)
+    pooled = reruns.rerun_check(_grid(), rerun, size=SIZE, levels=LEVELS, search=SEARCH, rerun_search=shared)
+    key = (pooled.rates["task"] == "E2E") & (pooled.rates["sparsity"] == 0.5)
+    assert own.rates.loc[key, "re-run chosen"].item() == 1e-3
+    # averaged over the sparsities 2e-3 is (1.0 + 1.1) / 2 = 1.05 and 1e-3 is (1.1 + 1.0) / 2: a tie, and the
+    # lower rate wins ties, so the shared re-run reads its E2E cells at 1e-3 too, both of them
+    assert pooled.rates.loc[pooled.rates["task"] == "E2E", "re-run chosen"].tolist() == [1e-3, 1e-3]
+    assert not pooled.same_rates.all()
+
+
+def test_relabel_names_both_runs_in_one_pass():
+    frame = pd.DataFrame(columns=["published estimate", "re-run outcome", "task"])
+    out = reruns.relabel(frame, first="first", second="published run's")
+    assert list(out.columns) == ["first estimate", "published run's outcome", "task"]
+
+
+def test_the_verdicts_sentence_names_what_moved():
+    a = [V.Verdict("H1", "supported", pd.DataFrame()), V.Verdict("H2", "supported", pd.DataFrame())]
+    b = [V.Verdict("H1", "supported", pd.DataFrame()), V.Verdict("H2", "not supported", pd.DataFrame())]
+    text = reruns.verdicts_sentence(a, b, "first run", "second run")
+    assert "H1 is *supported* in both" in text
+    assert "H2 goes from *supported* in the first run to *not supported* in the second run" in text
+    assert "(1 of 2 verdicts moved)" in text
+
+
+def test_the_runs_overview_counts_grid_results_only():
+    run = _grid()
+    run["pretrain"].append({"size": SIZE, "sparsity": 0.83, "seed": 0})  # the pruning stage's model
+    run["eval"].append(_ev(0.0, "e2e", 1e-3, 0, 1.0, 1.0, variant="rigl"))  # chapter 09's
+    frame = reruns.runs_overview({"a": ("tables/a/", run, "per cell")}, [SIZE], LEVELS)
+    row = frame.iloc[0]
+    assert row["pre-trainings"] == len(LEVELS) * len(SPREAD) and row["learning rate"] == "per cell"
+    assert row["evaluations"] == len(LEVELS) * len(TASKS) * (len(SPREAD) + 1) and row["sizes"] == SIZE
