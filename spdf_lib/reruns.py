@@ -541,6 +541,62 @@ def verdicts_sentence(before: Sequence, after: Sequence, first: str, second: str
             f"{'verdict' if len(after) == 1 else 'verdicts'} moved).")
 
 
+RERUN_TEST_RULE = (
+    "**The rule for the next complete re-run, fixed before it exists.** A re-run of the published grid under the same "
+    "profile (the same keys, seeds and learning-rate rule; from an empty cache, committed under its own folder) is "
+    "judged by the rules at the top of the page. A headline verdict **survives** when the re-run gives it the same "
+    "label. The fresh-run model of the published run **holds** for a size when, over the H1 and H2 cells of that "
+    "size, the number of cells that keep their published outcome is not in the model's lower tail: at least that "
+    "few in one fresh run in twenty or more, with the truth fixed and with it uncertain alike; otherwise it fails "
+    "there. H3's cells are counted in its verdict only, since they pair the two sizes.")
+
+
+def rerun_test(published: dict, rerun: dict, profile, forecasts: Sequence) -> tuple[pd.DataFrame, list[dict]]:
+    """The published run against a complete re-run under the same ``profile`` (both ``load_committed``
+    dicts), by :data:`RERUN_TEST_RULE`: the three headline verdicts of each (``judge_profile`` on
+    ``grid_cells``) and whether each survived, and for every size and every forecast of ``forecasts``
+    (``replication.forecast`` of the published run) the ``replication.compare_with_run`` count of the
+    H1 and H2 cells that kept their published outcome, with 'holds' added (the count not below the
+    forecast's one-in-twenty tail, ``replication.tail_reading``)."""
+    from . import replication
+
+    before = judge_profile(grid_cells(published, profile), profile)
+    after = {v.hypothesis: v for v in judge_profile(grid_cells(rerun, profile), profile)}
+    frame = pd.DataFrame([{"hypothesis": v.hypothesis, "published verdict": v.verdict,
+                           "re-run verdict": after[v.hypothesis].verdict if v.hypothesis in after else "not judged",
+                           "re-run cells": _outcome_counts(after[v.hypothesis]) if v.hypothesis in after else "",
+                           "survives": v.hypothesis in after and after[v.hypothesis].verdict == v.verdict}
+                          for v in before])
+    search = profile.finetune.lr_search
+    comparisons = []
+    for size in profile.sizes:
+        check = rerun_check(published, rerun, size=size, levels=profile.sparsity_levels, search=search,
+                            first_seed=profile.pretrain_seeds[0], first_ft_seed=profile.finetune_seeds[0])
+        for forecast in forecasts:
+            c = replication.compare_with_run(forecast, check.cells, size,
+                                             f"H1 and H2 cells, {replication.design_label(forecast)}")
+            c["holds"] = not c["cells"] or replication.tail_reading(c["p at most observed"], c["draws"]) != "below"
+            comparisons.append(c)
+    return frame, comparisons
+
+
+def rerun_test_sentence(frame: pd.DataFrame, comparisons: Sequence[dict]) -> str:
+    """:func:`rerun_test` in words: which verdicts survived, and where the fresh-run model held."""
+    from . import replication
+
+    kept = frame[frame["survives"]]["hypothesis"].tolist()
+    moved = frame[~frame["survives"]]
+    text = (f"By the rule fixed in advance, {len(kept)} of the {len(frame)} headline verdicts survive the re-run"
+            + (f" ({', '.join(kept)})" if kept else ""))
+    if len(moved):
+        text += "; " + "; ".join(f"{r['hypothesis']} goes from *{r['published verdict']}* to *{r['re-run verdict']}*"
+                                 for _, r in moved.iterrows())
+    held = [c for c in comparisons if c["holds"]]
+    text += (f". The fresh-run model holds in {len(held)} of its {len(comparisons)} comparisons. "
+             + replication.comparison_sentence(comparisons, caveat=False, run="re-run"))
+    return text
+
+
 def rerun_summary(check: "RerunCheck", substituted: pd.DataFrame | None = None) -> str:
     """One sentence for chapter 06's summary: which verdicts survived the second run of the small grid
     and, with ``substituted`` (:func:`substituted_verdicts`), what became of the headline verdicts."""

@@ -423,3 +423,32 @@ def test_the_runs_overview_counts_grid_results_only():
     row = frame.iloc[0]
     assert row["pre-trainings"] == len(LEVELS) * len(SPREAD) and row["learning rate"] == "per cell"
     assert row["evaluations"] == len(LEVELS) * len(TASKS) * (len(SPREAD) + 1) and row["sizes"] == SIZE
+
+
+def _profile():
+    from types import SimpleNamespace
+
+    return SimpleNamespace(sizes=(SIZE,), sparsity_levels=LEVELS, task_names=TASKS, pretrain_seeds=(0, 1, 2),
+                           finetune_seeds=(0,), finetune=SimpleNamespace(lr_search=SEARCH))
+
+
+def test_the_next_re_run_is_judged_by_the_rule_fixed_in_advance():
+    from spdf_lib import replication
+
+    profile = _profile()
+    cells = reruns.grid_cells(_grid(), profile)
+    forecasts = [replication.forecast(cells, lambda c: reruns.judge_profile(c, profile), n_models=3, draws=300,
+                                      seed=0, truth_uncertain=u) for u in (False, True)]
+    same, comparisons = reruns.rerun_test(_grid(), _grid(), profile, forecasts)
+    assert list(same["hypothesis"]) == ["H1", "H2"] and same["survives"].all()  # one size: no H3
+    assert len(comparisons) == 2 and all(c["holds"] and c["observed kept"] == c["cells"] for c in comparisons)
+    assert "2 of the 2 headline verdicts survive" in reruns.rerun_test_sentence(same, comparisons)
+    # a re-run whose E2E cell at 50% falls far below the margin: H1 changes, and every other cell is kept
+    moved, comparisons = reruns.rerun_test(_grid(), _grid(value_shift={("e2e", 0.5): -5.0}), profile, forecasts)
+    h1 = moved.set_index("hypothesis").loc["H1"]
+    assert not h1["survives"] and h1["published verdict"] == "supported" and h1["re-run verdict"] == "not supported"
+    assert all(c["observed kept"] == c["cells"] - 1 for c in comparisons)
+    text = reruns.rerun_test_sentence(moved, comparisons)
+    assert "1 of the 2 headline verdicts survive" in text and "H1 goes from *supported* to *not supported*" in text
+    assert "the re-run kept the earlier outcome" in text
+    assert "fixed before it exists" in reruns.RERUN_TEST_RULE
