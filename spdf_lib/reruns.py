@@ -613,8 +613,9 @@ def rerun_summary(check: "RerunCheck", substituted: pd.DataFrame | None = None) 
         else:
             text += " With those cells, every headline verdict would read the same."
     if check.n_same_outcome < len(check.cells):
-        text += (" The verdicts above move between runs more than their intervals alone suggest; the sections on the "
-                 "second run and on fresh runs show where the changes come from.")
+        text += (" A verdict survives here only when every one of its judged cells keeps its outcome, so its label can "
+                 "stay while its cells move. Verdicts move between runs more than their intervals alone suggest; the "
+                 "sections on the second run and on fresh runs show where the changes come from.")
     return text
 
 
