@@ -37,7 +37,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from spdf_lib import env, findings, report, reruns, scheduler, store, verdicts
+from spdf_lib import env, findings, rate_picks, report, reruns, scheduler, store, verdicts
 from spdf_lib.env import chapter_header
 
 P = chapter_header(profile)
@@ -494,7 +494,7 @@ display(report.show(progress, digits=0, caption=(
     "How far each run of the whole grid had got at the end of each command: results done so far by stage, "
     "computed or read (from the summary line each command prints into its log), and the worker counts where "
     f"the line records them. The third run stopped after command {progress[progress['run'] == 'third']['command'].max()}.")))
-choices = reruns.rate_choices(runs_by_name, PER_CELL.finetune.lr_search, GPU.sizes, GPU.sparsity_levels,
+choices = rate_picks.rate_choices(runs_by_name, PER_CELL.finetune.lr_search, GPU.sizes, GPU.sparsity_levels,
                               GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
 report.write_table(choices, TABLES, P.name, "rate_choices")
 display(report.show(choices, digits=4, caption=(
@@ -503,7 +503,7 @@ display(report.show(choices, digits=4, caption=(
     "models, in that order; shared: one rate for all of them. '(needs r)': the rule would still try rate r, which "
     f"that run did not (a provisional pick); the second run computed only {GPU.sizes[0]}. Smallest shared margin: "
     "the runner-up's averaged validation loss minus the chosen rate's, the smallest over the runs (nats).")))
-display(Markdown(reruns.rate_choices_sentence(choices, GPU.sparsity_levels)))
+display(Markdown(rate_picks.rate_choices_sentence(choices, GPU.sparsity_levels)))
 display(report.show(reruns.pretraining_across_runs(runs_by_name, GPU.sizes, GPU.sparsity_levels), caption=(
     "Validation perplexity of every pre-trained model in each run that finished it (same key: size, sparsity, "
     "seed); n/a where a run did not. Same key: every run's result has the same run key (the same settings).")))
@@ -533,34 +533,34 @@ display(Markdown(" ".join(reruns.same_key_sentence(reruns.same_key_evaluations(f
 # run's did. The test counts, under each rule, the final picks of the first run that the published
 # run's search picks differently, and reads the count against the chance of at least that many under
 # the forecast. The forecast was printed before the run (first at commit `c7ecb27`); the code of the count
-# (`reruns.swap_check`) was written after the run had finished, as the count the forecast's own
+# (`rate_picks.swap_check`) was written after the run had finished, as the count the forecast's own
 # table predicts.
 
 # %%
-changes = reruns.margin_changes(first_runs, second_runs, PER_CELL.finetune.lr_search, GPU.sparsity_levels,
+changes = rate_picks.margin_changes(first_runs, second_runs, PER_CELL.finetune.lr_search, GPU.sparsity_levels,
                                 GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
-swaps = reruns.swap_forecast(first_runs, PER_CELL.finetune.lr_search, GPU.sparsity_levels,
-                             reruns.margin_noise(changes), GPU.sizes, GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
+swaps = rate_picks.swap_forecast(first_runs, PER_CELL.finetune.lr_search, GPU.sparsity_levels,
+                             rate_picks.margin_noise(changes), GPU.sizes, GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
 report.write_table(swaps, TABLES, P.name, "rate_swap_forecast")
 display(report.show(swaps, digits=4, caption=(
     "Each rule's pick from the first published run's searches (first pre-trained model, first fine-tuning seed): "
     "the margin (runner-up's validation loss minus the chosen rate's, nats; for shared, averaged over the "
     "sparsities), whether the pick is provisional, and the chance that a re-run picks another rate (normal noise "
     "with the sample sd of the second run's margin changes for that rule; none for a provisional pick).")))
-earlier = reruns.rate_choices({n: runs_by_name[n] for n in ("first published", "second", "third")},
+earlier = rate_picks.rate_choices({n: runs_by_name[n] for n in ("first published", "second", "third")},
                               PER_CELL.finetune.lr_search, GPU.sizes, GPU.sparsity_levels, GPU.pretrain_seeds[0],
                               GPU.finetune_seeds[0])
 several = earlier[earlier["runs"] > 1]  # the runs before the published one, which tests the forecast below
-display(Markdown(reruns.swap_sentence(changes, swaps, check.n_rate_cells - check.n_same_rate, check.n_rate_cells,
+display(Markdown(rate_picks.swap_sentence(changes, swaps, check.n_rate_cells - check.n_same_rate, check.n_rate_cells,
                                       GPU.sizes[0], (int(several["same shared"].sum()), len(several)))))
-swap_test = reruns.swap_check(swaps, published_runs, PER_CELL.finetune.lr_search, GPU.sparsity_levels,
+swap_test = rate_picks.swap_check(swaps, published_runs, PER_CELL.finetune.lr_search, GPU.sparsity_levels,
                               GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
 report.write_table(swap_test, TABLES, P.name, "rate_swap_test")
 display(report.show(swap_test, digits=3, caption=(
     "The forecast against the published run: per rule, the first run's final picks, the changes the forecast "
     "expects, the changes the published run's search made, and the chance of at least that many under the "
     "forecast (picks taken as independent).")))
-display(Markdown(reruns.swap_check_sentence(swap_test, "published run")))
+display(Markdown(rate_picks.swap_check_sentence(swap_test, "published run")))
 
 # %% [markdown]
 # How to read this. A count within the forecast's range is weak support: the forecast could be too
@@ -729,7 +729,7 @@ display(Markdown("**One rate per size and task, the published run.** " + verdict
                  + " Held against the published run, the model of the first run gives: "
                  + replication.comparison_sentence([c for c in later_comparisons if "truth uncertain" not in c["label"]],
                                                    caveat=False, run="published run")))
-display(Markdown(reruns.swap_check_sentence(swap_test, "published run")))
+display(Markdown(rate_picks.swap_check_sentence(swap_test, "published run")))
 display(Markdown(next_status))
 
 # %% [markdown]

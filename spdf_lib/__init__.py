@@ -16,7 +16,10 @@ Words the modules share:
   model (pre-training seed);
 * **committed** results are those under ``tables/<profile>/runs/`` (checked against a manifest), as
   opposed to the **cache** (``SPDF_CACHE``); the **published run** is the committed ``gpu`` grid, and
-  the paper's own numbers are the **published values** (``verdicts.PUBLISHED_DELTA``).
+  the paper's own numbers are the **published values** (``verdicts.PUBLISHED_DELTA``);
+* the **first published run** is the earlier committed ``gpu`` grid under ``tables/gpu/percell_run/``,
+  and the learning-rate **rule** is one rate *per cell* or one *shared* by a size and task's sparsities
+  (``profiles.LRSearch.shared``; ``rate_picks`` compares the two over the committed runs).
 """
 
 __version__ = "0.1.0"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from spdf_lib import manifest, reruns
+from spdf_lib import manifest, rate_picks, reruns
 from spdf_lib.profiles import GPU, LRSearch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ SECOND = {("e2e", 0.0): {1e-3: 1.30, 2e-3: 1.00, 4e-3: 1.20, 8e-3: 1.4},
 
 
 def test_a_near_tie_moves_the_per_cell_rate_but_not_the_shared_one():
-    frame = reruns.rate_choices({"a": _run(FIRST), "b": _run(SECOND)}, SEARCH, ["s"], LEVELS)
+    frame = rate_picks.rate_choices({"a": _run(FIRST), "b": _run(SECOND)}, SEARCH, ["s"], LEVELS)
     row = frame.iloc[0]
     assert (row["size"], row["task"]) == ("s", "E2E")
     assert row["a: per cell"] == "0.002 / 0.002" and row["b: per cell"] == "0.002 / 0.004"
@@ -54,13 +54,13 @@ def test_a_near_tie_moves_the_per_cell_rate_but_not_the_shared_one():
     assert not row["same per cell"] and row["cells that moved"] == 1 and row["same shared"] and row["runs"] == 2
     # the averaged losses at 2e-3 and 4e-3 are 1.05 / 1.1505 (a) and 1.0505 / 1.15 (b): the closest margin
     assert row["smallest shared margin"] == pytest.approx(1.15 - 1.0505) and row["provisional shared picks"] == 0
-    text = reruns.rate_choices_sentence(frame, LEVELS)
+    text = rate_picks.rate_choices_sentence(frame, LEVELS)
     assert "in 1 of the 2 cells (1 of the 1 searches)" in text and "same rate in every run in 1 of the 1" in text
 
 
 def test_a_shared_optimum_at_the_edge_is_marked_as_needing_the_next_rate():
     edge = {("e2e", 0.0): {1e-3: 1.3, 2e-3: 1.2, 4e-3: 1.0}, ("e2e", 0.5): {1e-3: 1.3, 2e-3: 1.0, 4e-3: 1.05}}
-    row = reruns.rate_choices({"a": _run(edge)}, SEARCH, ["s"], LEVELS).iloc[0]
+    row = rate_picks.rate_choices({"a": _run(edge)}, SEARCH, ["s"], LEVELS).iloc[0]
     # the averages are 1.30, 1.10, 1.025: the best is the grid's top end, so the rule would try 0.008
     assert row["a: shared"] == "0.004 (needs 0.008)" and row["provisional shared picks"] == 1
     assert row["same shared"] is None and row["same per cell"] is None  # one run: nothing compared
@@ -69,23 +69,23 @@ def test_a_shared_optimum_at_the_edge_is_marked_as_needing_the_next_rate():
 
 
 def test_a_size_a_run_did_not_compute_reads_not_run_and_counts_no_run():
-    frame = reruns.rate_choices({"a": _run(FIRST), "b": _run(SECOND, size="other")}, SEARCH, ["s", "other"], LEVELS)
+    frame = rate_picks.rate_choices({"a": _run(FIRST), "b": _run(SECOND, size="other")}, SEARCH, ["s", "other"], LEVELS)
     s, other = frame.iloc[0], frame.iloc[1]
     assert s["b: per cell"] == "not run" and s["runs"] == 1
     assert other["a: shared"] == "not run" and other["runs"] == 1
-    assert "nothing to compare" in reruns.rate_choices_sentence(frame, LEVELS)
+    assert "nothing to compare" in rate_picks.rate_choices_sentence(frame, LEVELS)
 
 
 def test_a_cell_with_one_sparsity_missing_is_not_compared():
     partial = {k: v for k, v in FIRST.items() if k[1] == 0.0}
-    frame = reruns.rate_choices({"a": _run(partial), "b": _run(SECOND)}, SEARCH, ["s"], LEVELS)
+    frame = rate_picks.rate_choices({"a": _run(partial), "b": _run(SECOND)}, SEARCH, ["s"], LEVELS)
     row = frame.iloc[0]
     assert row["a: per cell"] == "incomplete" and row["runs"] == 1 and row["same shared"] is None
 
 
 def test_a_shared_pick_without_a_rate_every_cell_tried_is_named():
     apart = {("e2e", 0.0): {1e-3: 1.0, 2e-3: 1.1}, ("e2e", 0.5): {4e-3: 1.0, 8e-3: 1.2}}
-    row = reruns.rate_choices({"a": _run(apart)}, SEARCH, ["s"], LEVELS).iloc[0]
+    row = rate_picks.rate_choices({"a": _run(apart)}, SEARCH, ["s"], LEVELS).iloc[0]
     assert row["a: shared"] == "no common rate" and math.isnan(row["smallest shared margin"])
 
 
@@ -175,7 +175,7 @@ def test_the_committed_rate_comparison_covers_both_sizes():
             "second": reruns.load_committed(TABLES / "gpu" / "rerun", "gpu"),
             "third": reruns.load_committed(THIRD, "gpu"),
             "published": reruns.load_committed(TABLES, "gpu")}
-    frame = reruns.rate_choices(runs, GPU.finetune.lr_search, GPU.sizes, GPU.sparsity_levels)
+    frame = rate_picks.rate_choices(runs, GPU.finetune.lr_search, GPU.sizes, GPU.sparsity_levels)
     assert len(frame) == len(GPU.sizes) * len(GPU.finetune.tasks)
     assert set(frame.loc[frame["size"] == GPU.sizes[0], "runs"]) == {4}
     assert set(frame.loc[frame["size"] == GPU.sizes[1], "runs"]) == {3}
@@ -203,7 +203,7 @@ def test_the_comparison_applies_both_rules_whatever_the_search_it_is_given_says(
 
     shared = dataclasses.replace(SEARCH, shared=True)
     runs = {"a": _run(FIRST), "b": _run(SECOND)}
-    assert reruns.rate_choices(runs, shared, ["s"], LEVELS).equals(reruns.rate_choices(runs, SEARCH, ["s"], LEVELS))
+    assert rate_picks.rate_choices(runs, shared, ["s"], LEVELS).equals(rate_picks.rate_choices(runs, SEARCH, ["s"], LEVELS))
 
 
 def test_pretraining_across_runs_flags_a_model_whose_settings_differ_between_runs():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from spdf_lib import manifest, reruns
+from spdf_lib import manifest, rate_picks, reruns
 from spdf_lib import verdicts as V
 from spdf_lib.profiles import LRSearch
 
@@ -328,10 +328,10 @@ def test_the_rerun_figure_draws_both_runs_of_every_cell_and_marks_the_changed_on
 
 
 def test_a_re_run_moves_the_margin_between_neighbouring_rates_by_the_measured_change():
-    same = reruns.margin_changes(_grid(), _grid(), SEARCH, LEVELS)
+    same = rate_picks.margin_changes(_grid(), _grid(), SEARCH, LEVELS)
     assert len(same[same["rule"] == "per cell"]) == len(TASKS) * len(LEVELS) and (same["change"] == 0).all()
     assert len(same[same["rule"] == "shared"]) == len(TASKS)
-    moved = reruns.margin_changes(_grid(), _grid(chosen={("webnlg", 0.0): 1e-3}), SEARCH, LEVELS)
+    moved = rate_picks.margin_changes(_grid(), _grid(chosen={("webnlg", 0.0): 1e-3}), SEARCH, LEVELS)
     changed = moved[moved["change"] != 0].set_index("rule")
     # per cell: loss(2e-3) - loss(1e-3) goes from -0.1 to +0.1; shared (averaged over both sparsities): -0.1 to 0
     assert changed.loc["per cell", "change"] == pytest.approx(0.2) and changed.loc["per cell", "task"] == "WebNLG"
@@ -341,7 +341,7 @@ def test_a_re_run_moves_the_margin_between_neighbouring_rates_by_the_measured_ch
 def test_the_swap_forecast_is_the_normal_chance_of_reversing_each_rule_s_margin():
     from scipy.stats import norm
 
-    f = reruns.swap_forecast(_grid(), SEARCH, LEVELS, {"per cell": 0.1, "shared": 0.05}, [SIZE])
+    f = rate_picks.swap_forecast(_grid(), SEARCH, LEVELS, {"per cell": 0.1, "shared": 0.05}, [SIZE])
     per_cell, shared = f[f["rule"] == "per cell"], f[f["rule"] == "shared"]
     assert len(per_cell) == len(TASKS) * len(LEVELS) and len(shared) == len(TASKS)
     assert (per_cell["margin (nats)"].round(9) == 0.1).all() and not f["provisional"].any()
@@ -349,9 +349,9 @@ def test_the_swap_forecast_is_the_normal_chance_of_reversing_each_rule_s_margin(
     assert shared["P(re-run picks another)"].to_numpy() == pytest.approx(norm.cdf(-2.0))
     # a search that would still extend past its pick gets no chance: its margin is not known yet
     wider = LRSearch(grid=LRS, factor=2.0, max_extensions=1)
-    assert reruns.swap_forecast(_grid(), wider, LEVELS, {"per cell": 0.1, "shared": 0.05}, [SIZE])[
+    assert rate_picks.swap_forecast(_grid(), wider, LEVELS, {"per cell": 0.1, "shared": 0.05}, [SIZE])[
         "P(re-run picks another)"].isna().all()
-    text = reruns.swap_sentence(reruns.margin_changes(_grid(), _grid(), SEARCH, LEVELS), f, 1, 8, SIZE)
+    text = rate_picks.swap_sentence(rate_picks.margin_changes(_grid(), _grid(), SEARCH, LEVELS), f, 1, 8, SIZE)
     assert f"expects {len(TASKS) * len(LEVELS) * norm.cdf(-1.0):.1f} changed picks" in text
     assert "the second run changed 1 of 8" in text
 
@@ -359,30 +359,30 @@ def test_the_swap_forecast_is_the_normal_chance_of_reversing_each_rule_s_margin(
 def test_the_poisson_binomial_tail_matches_the_binomial_and_its_edges():
     from scipy.stats import binom
 
-    assert reruns._at_least([0.3] * 6, 2) == pytest.approx(binom.sf(1, 6, 0.3))
-    assert reruns._at_least([0.2, 0.5], 0) == 1.0 and reruns._at_least([], 1) == 0.0
-    assert reruns._at_least([0.2, 0.5], 2) == pytest.approx(0.1)
+    assert rate_picks._at_least([0.3] * 6, 2) == pytest.approx(binom.sf(1, 6, 0.3))
+    assert rate_picks._at_least([0.2, 0.5], 0) == 1.0 and rate_picks._at_least([], 1) == 0.0
+    assert rate_picks._at_least([0.2, 0.5], 2) == pytest.approx(0.1)
 
 
 def test_the_swap_check_counts_the_picks_a_later_run_changed_against_the_forecast():
-    f = reruns.swap_forecast(_grid(), SEARCH, LEVELS, {"per cell": 0.1, "shared": 0.05}, [SIZE])
-    same = reruns.swap_check(f, _grid(), SEARCH, LEVELS).set_index("rule")
+    f = rate_picks.swap_forecast(_grid(), SEARCH, LEVELS, {"per cell": 0.1, "shared": 0.05}, [SIZE])
+    same = rate_picks.swap_check(f, _grid(), SEARCH, LEVELS).set_index("rule")
     assert list(same["observed changes"]) == [0, 0] and (same["P(at least observed)"] == 1.0).all()
     assert same.loc["per cell", "final picks"] == len(TASKS) * len(LEVELS)
     assert same.loc["per cell", "expected changes"] == pytest.approx(len(TASKS) * len(LEVELS) * f.iloc[0][
         "P(re-run picks another)"])
     # one cell flips to the other rate: per cell one change; shared, the average over the sparsities ties
     # (1.05 at both rates) and the lower rate wins the tie, so the shared pick changes too
-    moved = reruns.swap_check(f, _grid(chosen={("webnlg", 0.0): 1e-3}), SEARCH, LEVELS).set_index("rule")
+    moved = rate_picks.swap_check(f, _grid(chosen={("webnlg", 0.0): 1e-3}), SEARCH, LEVELS).set_index("rule")
     assert moved.loc["per cell", "observed changes"] == 1 and moved.loc["shared", "observed changes"] == 1
     p = f[f["rule"] == "per cell"]["P(re-run picks another)"].to_numpy()
     assert moved.loc["per cell", "P(at least observed)"] == pytest.approx(1 - (1 - p).prod())
     # a later run that did not search a cell leaves its pick out, counted
     partial = _grid()
     partial["finetune"] = [r for r in partial["finetune"] if r["task"] != "dart"]
-    gone = reruns.swap_check(f, partial, SEARCH, LEVELS).set_index("rule")
+    gone = rate_picks.swap_check(f, partial, SEARCH, LEVELS).set_index("rule")
     assert gone.loc["per cell", "not searched"] == len(LEVELS) and gone.loc["shared", "not searched"] == 1
-    text = reruns.swap_check_sentence(moved.reset_index(), "later run")
+    text = rate_picks.swap_check_sentence(moved.reset_index(), "later run")
     assert "the later run changed 1" in text and "within what the forecast allows" in text
 
 
