@@ -21,12 +21,13 @@
 # **What this chapter shows**: the rules the verdicts follow, printed before any result; Tables 1
 # and 2 with an interval on every change; Figure 4; the verdicts on the paper's three hypotheses;
 # how large an effect this setup can detect at all; the four runs of the grid and the two rules for
-# the learning rate they used; whether the verdicts survived a second run, how often a fresh run would
-# reach them, whether that forecast held for the run that followed, and the rule fixed in advance for
-# the next complete re-run; a third run, cut short, and
-# how often a re-run changes a learning-rate pick, forecast and tested; an honest comparison with the
-# paper's numbers, in size as well as sign, and the set-up beside the paper's; what densifying buys on
-# the test sets; the official metric suites; and decoded examples.
+# the learning rate they used, in the order they were run: whether the verdicts survived a second
+# run, a third run cut short and the rate each rule picks, and how often a re-run changes a pick,
+# forecast and tested; then how often a fresh run would reach the published verdicts, whether such a
+# forecast held for the run that followed, and the rule fixed in advance for the next complete
+# re-run; an honest comparison with the paper's numbers, in size as well as sign, and the set-up
+# beside the paper's; what densifying buys on the test sets; the official metric suites; and decoded
+# examples.
 
 # %% tags=["parameters", "remove-cell"]
 profile = "cpu"
@@ -290,10 +291,126 @@ report.show(reruns.relabel(substituted, first="first run's", second="second run'
 # A verdict that changes here rests on cells closer to its rule's line than its intervals suggest.
 # One second run is one sample of how often that happens: it shows that the verdicts can move, not
 # how often they would.
+
+# %% [markdown]
+# ## A third run, cut short, and the rate each rule picks
 #
+# The rates table of the second run's section points at the remedy the published run uses: let all
+# sparsities of a size and task share one learning rate, the one whose validation loss averaged over
+# them is lowest (`runs.pooled_losses`). A near-tie in one cell can then no longer give a sparse
+# model and its dense comparison different rates; for the choice to move, the averaged curve has to
+# change its minimum.
+#
+# The third run was the first to use it: the whole grid, from an empty cache, at a later commit than
+# the first published run's. It did not finish. When it stopped it had finished more fine-tunes,
+# evaluations and pruning runs than the first run at the same point, and fewer pre-trainings (the
+# progress table below). The first run's second command had been run with fewer worker processes
+# than the profile's (`WORKERS=5`, recorded in the README, not in the logs of that time), the third
+# run's with the profile's number; that is the likely difference, though it was not isolated. The
+# published run ran its second command with `WORKERS=5` too, and its logs record it; it kept pace
+# with the first run in pre-trainings (the same table), which supports that explanation without
+# isolating it either. The third run's
+# cache was not kept, so it cannot be resumed, and it judges nothing, because its cells lack their
+# later pre-training seeds. What it did finish is the learning-rate search of every cell of both
+# sizes on the first pre-trained model, and that is enough for one question: **does each rule pick
+# the same rates in every run?** Each rule is applied to the search runs of each run as that run left
+# them. The first two runs searched cell by cell, so their shared picks are what the shared rule would
+# have chosen from their searches, and they never tried a rate that only the averaged curve asks for;
+# the table marks such a pick "needs", a provisional one. The two later runs searched with the shared
+# rule, so their per-cell picks are read from the rates the shared search tried. Because the code
+# changed between the runs, the same-key comparisons at the end mix the GPU's run-to-run differences
+# with those of the code.
+
+# %%
+display(Markdown(reruns.rerun_provenance(REPO_TABLES, GPU.name, "shared_rates_run", "third run", beside_published=False)
+                 + " Commits: " + ", ".join(f"`{c}`" for c in reruns.run_commits(third_runs)) + "."))
+progress = reruns.progress_table({"first published": REPO_TABLES / GPU.name / "percell_run" / "logs",
+                                  "third": REPO_TABLES / GPU.name / "shared_rates_run" / "logs",
+                                  "published": REPO_TABLES / GPU.name / "logs"})
+display(report.show(progress, digits=0, caption=(
+    "How far each run of the whole grid had got at the end of each command: results done so far by stage, "
+    "computed or read (from the summary line each command prints into its log), and the worker counts where "
+    f"the line records them. The third run stopped after command {progress[progress['run'] == 'third']['command'].max()}.")))
+choices = rate_picks.rate_choices(runs_by_name, PER_CELL.finetune.lr_search, GPU.sizes, GPU.sparsity_levels,
+                              GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
+report.write_table(choices, TABLES, P.name, "rate_choices")
+display(report.show(choices, digits=4, caption=(
+    "The learning rate each rule picks from each run's search (validation loss of the first pre-trained model, "
+    f"first fine-tuning seed). Per cell: the {', '.join(verdicts.level_label(lv) for lv in GPU.sparsity_levels)} "
+    "models, in that order; shared: one rate for all of them. '(needs r)': the rule would still try rate r, which "
+    f"that run did not (a provisional pick); the second run computed only {GPU.sizes[0]}. Smallest shared margin: "
+    "the runner-up's averaged validation loss minus the chosen rate's, the smallest over the runs (nats).")))
+display(Markdown(rate_picks.rate_choices_sentence(choices, GPU.sparsity_levels)))
+display(report.show(reruns.pretraining_across_runs(runs_by_name, GPU.sizes, GPU.sparsity_levels), caption=(
+    "Validation perplexity of every pre-trained model in each run that finished it (same key: size, sparsity, "
+    "seed); n/a where a run did not. Same key: every run's result has the same run key (the same settings).")))
+display(Markdown(" ".join(reruns.same_key_sentence(reruns.same_key_evaluations(first_runs, runs_by_name[name]),
+                                                   f"{name} run", "first published")
+                          for name in ("third", "published"))))
+
+# %% [markdown]
+# How to read this. The sentence under the rate table gives the counts and their caveats: the
+# provisional picks, and how close the closest shared pick came to its runner-up. A few runs are
+# few; a shared pick whose margin is as small as those of the per-cell picks that flipped can swap as
+# easily. A steadier rate also removes only the second source of movement. The first, the same run
+# scoring differently from one run to the next, is untouched: the last sentences above measure it
+# again, for the later runs against the first.
+#
+# ## How often a re-run changes a rate pick: a forecast and its test
+#
+# Before the published run existed, this page forecast how often each rule would change its pick in
+# a re-run, from the margins of the first run's searches and the noise the second run added to them.
+# A rule's pick swaps when a re-run moves the validation-loss difference between the chosen rate and
+# the runner-up by more than the margin between them. The second run measures how far such
+# differences move between neighbouring rates, for one cell at a time and averaged over the
+# sparsities as the shared rule averages them; taking that movement as normal and the first run's
+# margins as they were measured, each pick gets a chance of swapping in a re-run. The forecast below
+# is computed as it was then, from the same two runs. The published run is the re-run it was made
+# for: the same keys, from an empty cache, both sizes, and its search tried every rate the first
+# run's did. The test counts, under each rule, the final picks of the first run that the published
+# run's search picks differently, and reads the count against the chance of at least that many under
+# the forecast. The forecast was printed before the run (first at commit `c7ecb27`); the code of the count
+# (`rate_picks.swap_check`) was written after the run had finished, as the count the forecast's own
+# table predicts.
+
+# %%
+changes = rate_picks.margin_changes(first_runs, second_runs, PER_CELL.finetune.lr_search, GPU.sparsity_levels,
+                                GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
+swaps = rate_picks.swap_forecast(first_runs, PER_CELL.finetune.lr_search, GPU.sparsity_levels,
+                             rate_picks.margin_noise(changes), GPU.sizes, GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
+report.write_table(swaps, TABLES, P.name, "rate_swap_forecast")
+display(report.show(swaps, digits=4, caption=(
+    "Each rule's pick from the first published run's searches (first pre-trained model, first fine-tuning seed): "
+    "the margin (runner-up's validation loss minus the chosen rate's, nats; for shared, averaged over the "
+    "sparsities), whether the pick is provisional, and the chance that a re-run picks another rate (normal noise "
+    "with the sample sd of the second run's margin changes for that rule; none for a provisional pick).")))
+earlier = rate_picks.rate_choices({n: runs_by_name[n] for n in ("first published", "second", "third")},
+                              PER_CELL.finetune.lr_search, GPU.sizes, GPU.sparsity_levels, GPU.pretrain_seeds[0],
+                              GPU.finetune_seeds[0])
+several = earlier[earlier["runs"] > 1]  # the runs before the published one, which tests the forecast below
+display(Markdown(rate_picks.swap_sentence(changes, swaps, check.n_rate_cells - check.n_same_rate, check.n_rate_cells,
+                                      GPU.sizes[0], (int(several["same shared"].sum()), len(several)))))
+swap_test = rate_picks.swap_check(swaps, published_runs, PER_CELL.finetune.lr_search, GPU.sparsity_levels,
+                              GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
+report.write_table(swap_test, TABLES, P.name, "rate_swap_test")
+display(report.show(swap_test, digits=3, caption=(
+    "The forecast against the published run: per rule, the first run's final picks, the changes the forecast "
+    "expects, the changes the published run's search made, and the chance of at least that many under the "
+    "forecast (picks taken as independent).")))
+display(Markdown(rate_picks.swap_check_sentence(swap_test, "published run")))
+
+# %% [markdown]
+# How to read this. A count within the forecast's range is weak support: the forecast could be too
+# wide and still pass. What the test rules out is a forecast far too narrow, the failure that would
+# matter here, since the shared rule was adopted partly because it was forecast to swap rarely. And
+# it speaks of the learning-rate picks only: the verdicts also move through the runs themselves,
+# which the next section measures.
+
+# %% [markdown]
 # ## How often would a fresh run agree?
 #
-# How often they would can be estimated without another GPU run, from a model of one run. This
+# The second run showed that the verdicts can move; how often they would can be estimated without
+# another GPU run, from a model of one run. This
 # section fits it to the published run first, to say how stable the page's own verdicts are, and
 # then to the first published run, to see whether such a model predicted the runs that followed it
 # (`spdf_lib.replication`). Each pre-trained model is a list of numbers: its mean test score and its
@@ -454,120 +571,6 @@ else:
     next_status = (f"No complete re-run of the published grid is committed yet (`tables/{GPU.name}/{NEXT_RUN.name}/`): "
                    "the published verdicts have not been repeated under their own profile.")
 display(Markdown(next_status))
-
-# %% [markdown]
-# ## A third run, cut short, and the rate each rule picks
-#
-# The rates table of the second run's section points at the remedy the published run uses: let all
-# sparsities of a size and task share one learning rate, the one whose validation loss averaged over
-# them is lowest (`runs.pooled_losses`). A near-tie in one cell can then no longer give a sparse
-# model and its dense comparison different rates; for the choice to move, the averaged curve has to
-# change its minimum.
-#
-# The third run was the first to use it: the whole grid, from an empty cache, at a later commit than
-# the first published run's. It did not finish. When it stopped it had finished more fine-tunes,
-# evaluations and pruning runs than the first run at the same point, and fewer pre-trainings (the
-# progress table below). The first run's second command had been run with fewer worker processes
-# than the profile's (`WORKERS=5`, recorded in the README, not in the logs of that time), the third
-# run's with the profile's number; that is the likely difference, though it was not isolated. The
-# published run ran its second command with `WORKERS=5` too, and its logs record it; it kept pace
-# with the first run in pre-trainings (the same table), which supports that explanation without
-# isolating it either. The third run's
-# cache was not kept, so it cannot be resumed, and it judges nothing, because its cells lack their
-# later pre-training seeds. What it did finish is the learning-rate search of every cell of both
-# sizes on the first pre-trained model, and that is enough for one question: **does each rule pick
-# the same rates in every run?** Each rule is applied to the search runs of each run as that run left
-# them. The first two runs searched cell by cell, so their shared picks are what the shared rule would
-# have chosen from their searches, and they never tried a rate that only the averaged curve asks for;
-# the table marks such a pick "needs", a provisional one. The two later runs searched with the shared
-# rule, so their per-cell picks are read from the rates the shared search tried. Because the code
-# changed between the runs, the same-key comparisons at the end mix the GPU's run-to-run differences
-# with those of the code.
-
-# %%
-display(Markdown(reruns.rerun_provenance(REPO_TABLES, GPU.name, "shared_rates_run", "third run", beside_published=False)
-                 + " Commits: " + ", ".join(f"`{c}`" for c in reruns.run_commits(third_runs)) + "."))
-progress = reruns.progress_table({"first published": REPO_TABLES / GPU.name / "percell_run" / "logs",
-                                  "third": REPO_TABLES / GPU.name / "shared_rates_run" / "logs",
-                                  "published": REPO_TABLES / GPU.name / "logs"})
-display(report.show(progress, digits=0, caption=(
-    "How far each run of the whole grid had got at the end of each command: results done so far by stage, "
-    "computed or read (from the summary line each command prints into its log), and the worker counts where "
-    f"the line records them. The third run stopped after command {progress[progress['run'] == 'third']['command'].max()}.")))
-choices = rate_picks.rate_choices(runs_by_name, PER_CELL.finetune.lr_search, GPU.sizes, GPU.sparsity_levels,
-                              GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
-report.write_table(choices, TABLES, P.name, "rate_choices")
-display(report.show(choices, digits=4, caption=(
-    "The learning rate each rule picks from each run's search (validation loss of the first pre-trained model, "
-    f"first fine-tuning seed). Per cell: the {', '.join(verdicts.level_label(lv) for lv in GPU.sparsity_levels)} "
-    "models, in that order; shared: one rate for all of them. '(needs r)': the rule would still try rate r, which "
-    f"that run did not (a provisional pick); the second run computed only {GPU.sizes[0]}. Smallest shared margin: "
-    "the runner-up's averaged validation loss minus the chosen rate's, the smallest over the runs (nats).")))
-display(Markdown(rate_picks.rate_choices_sentence(choices, GPU.sparsity_levels)))
-display(report.show(reruns.pretraining_across_runs(runs_by_name, GPU.sizes, GPU.sparsity_levels), caption=(
-    "Validation perplexity of every pre-trained model in each run that finished it (same key: size, sparsity, "
-    "seed); n/a where a run did not. Same key: every run's result has the same run key (the same settings).")))
-display(Markdown(" ".join(reruns.same_key_sentence(reruns.same_key_evaluations(first_runs, runs_by_name[name]),
-                                                   f"{name} run", "first published")
-                          for name in ("third", "published"))))
-
-# %% [markdown]
-# How to read this. The sentence under the rate table gives the counts and their caveats: the
-# provisional picks, and how close the closest shared pick came to its runner-up. A few runs are
-# few; a shared pick whose margin is as small as those of the per-cell picks that flipped can swap as
-# easily. A steadier rate also removes only the second source of movement. The first, the same run
-# scoring differently from one run to the next, is untouched: the last sentences above measure it
-# again, for the later runs against the first.
-#
-# ## How often a re-run changes a rate pick: a forecast and its test
-#
-# Before the published run existed, this page forecast how often each rule would change its pick in
-# a re-run, from the margins of the first run's searches and the noise the second run added to them.
-# A rule's pick swaps when a re-run moves the validation-loss difference between the chosen rate and
-# the runner-up by more than the margin between them. The second run measures how far such
-# differences move between neighbouring rates, for one cell at a time and averaged over the
-# sparsities as the shared rule averages them; taking that movement as normal and the first run's
-# margins as they were measured, each pick gets a chance of swapping in a re-run. The forecast below
-# is computed as it was then, from the same two runs. The published run is the re-run it was made
-# for: the same keys, from an empty cache, both sizes, and its search tried every rate the first
-# run's did. The test counts, under each rule, the final picks of the first run that the published
-# run's search picks differently, and reads the count against the chance of at least that many under
-# the forecast. The forecast was printed before the run (first at commit `c7ecb27`); the code of the count
-# (`rate_picks.swap_check`) was written after the run had finished, as the count the forecast's own
-# table predicts.
-
-# %%
-changes = rate_picks.margin_changes(first_runs, second_runs, PER_CELL.finetune.lr_search, GPU.sparsity_levels,
-                                GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
-swaps = rate_picks.swap_forecast(first_runs, PER_CELL.finetune.lr_search, GPU.sparsity_levels,
-                             rate_picks.margin_noise(changes), GPU.sizes, GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
-report.write_table(swaps, TABLES, P.name, "rate_swap_forecast")
-display(report.show(swaps, digits=4, caption=(
-    "Each rule's pick from the first published run's searches (first pre-trained model, first fine-tuning seed): "
-    "the margin (runner-up's validation loss minus the chosen rate's, nats; for shared, averaged over the "
-    "sparsities), whether the pick is provisional, and the chance that a re-run picks another rate (normal noise "
-    "with the sample sd of the second run's margin changes for that rule; none for a provisional pick).")))
-earlier = rate_picks.rate_choices({n: runs_by_name[n] for n in ("first published", "second", "third")},
-                              PER_CELL.finetune.lr_search, GPU.sizes, GPU.sparsity_levels, GPU.pretrain_seeds[0],
-                              GPU.finetune_seeds[0])
-several = earlier[earlier["runs"] > 1]  # the runs before the published one, which tests the forecast below
-display(Markdown(rate_picks.swap_sentence(changes, swaps, check.n_rate_cells - check.n_same_rate, check.n_rate_cells,
-                                      GPU.sizes[0], (int(several["same shared"].sum()), len(several)))))
-swap_test = rate_picks.swap_check(swaps, published_runs, PER_CELL.finetune.lr_search, GPU.sparsity_levels,
-                              GPU.pretrain_seeds[0], GPU.finetune_seeds[0])
-report.write_table(swap_test, TABLES, P.name, "rate_swap_test")
-display(report.show(swap_test, digits=3, caption=(
-    "The forecast against the published run: per rule, the first run's final picks, the changes the forecast "
-    "expects, the changes the published run's search made, and the chance of at least that many under the "
-    "forecast (picks taken as independent).")))
-display(Markdown(rate_picks.swap_check_sentence(swap_test, "published run")))
-
-# %% [markdown]
-# How to read this. A count within the forecast's range is weak support: the forecast could be too
-# wide and still pass. What the test rules out is a forecast far too narrow, the failure that would
-# matter here, since the shared rule was adopted partly because it was forecast to swap rarely. And
-# it speaks of the learning-rate picks only: the verdicts also move through the runs themselves,
-# which the fresh-run section above measures.
 
 # %% [markdown]
 # ## Against the paper, in size as well as sign
