@@ -766,3 +766,11 @@ display(Markdown(next_status))
 # quantile). Then run `replication.forecast` on `published_cells` with `n_models` set to four times
 # the published run's number, once with the truth fixed and once uncertain, and explain why the two
 # answers differ most for the cells closest to the line.
+#
+# **Exercise 6.6.** The next complete re-run is judged by `reruns.RERUN_TEST_RULE`, fixed before it
+# exists. Before it is committed, write down your prediction: how many of the three headline
+# verdicts will survive, and for each size how many H1 and H2 cells will keep their outcome. Base it
+# on the forecast table and Figure 6.4. Then say which count would make the fresh-run model fail by
+# the rule, using `forecasts[0].kept(keys)` for the cells of one size (the keys are the
+# `(hypothesis, size, task, sparsity)` columns of `forecasts[0].outcome_draws`), and why a prediction
+# written after the run would not count.
