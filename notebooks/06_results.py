@@ -253,7 +253,7 @@ display(report.show(check.runs, caption=(
     "first one's, by task (BLEU points, or perplexity for summarization). The mean and the sample sd (n − 1, n "
     "the task's runs) describe how far one run moves; they estimate no effect, and runs of one pre-trained model "
     "are not independent, so no interval is given.")))
-display(Markdown(check.sentence().replace("the published rate", "the first run's rate")))
+display(Markdown(check.sentence(first="first run's")))
 
 # %%
 reruns.rerun_figure(check);

@@ -181,8 +181,8 @@ class RerunCheck:
         rows = self.cells[self.cells["hypothesis"] == hypothesis] if not self.cells.empty else self.cells
         return None if rows.empty else bool(rows["same outcome"].all())
 
-    def sentence(self) -> str:
-        """The check in one computed paragraph."""
+    def sentence(self, first: str = "published") -> str:
+        """The check in one computed paragraph; ``first`` names the first run's rate ("the published rate")."""
         if self.cells.empty:
             return f"No verdict cell of {self.size} could be judged on both runs."
         n, same = len(self.cells), self.n_same_outcome
@@ -244,7 +244,7 @@ class RerunCheck:
                     moved = r["test loss, re-run's rate minus published rate (nats)"]
                     if not math.isnan(moved):
                         part += (f"; on the re-run's first model its own rate gives a test loss {abs(moved):.3f} nats "
-                                 f"{'lower' if moved < 0 else 'higher'} than the published rate")
+                                 f"{'lower' if moved < 0 else 'higher'} than the {first} rate")
                     parts.append(part + ")")
                 text += "; it differed in " + "; ".join(parts) + ". "
         if not self.runs.empty:
@@ -478,14 +478,14 @@ def runs_overview(runs: Mapping[str, tuple[str, dict, str]], sizes: Sequence[str
     ``levels``; chapter 09's runs and the pruning stage's left out) it holds."""
     levels = {float(lv) for lv in levels}
     keep = lambda r: not V.variant_of(r) and r.get("size") in sizes and float(r.get("sparsity", -1)) in levels  # noqa: E731
+    counted = {"pretrain": "pre-trainings", "finetune": "fine-tunes", "eval": "evaluations"}
     rows = []
     for name, (folder, stages, rule) in runs.items():
         grid = {stage: [r for r in results if keep(r)] for stage, results in stages.items()}
         rows.append({"run": name, "folder": folder, "commits": ", ".join(run_commits(grid)), "learning rate": rule,
                      "sizes": ", ".join(sorted({r["size"] for r in grid.get("pretrain", [])})),
-                     **{f"{stage}s": len(grid.get(stage, [])) for stage in ("pretrain", "finetune", "eval")}})
-    return pd.DataFrame(rows).rename(columns={"pretrains": "pre-trainings", "finetunes": "fine-tunes",
-                                              "evals": "evaluations"})
+                     **{column: len(grid.get(stage, [])) for stage, column in counted.items()}})
+    return pd.DataFrame(rows)
 
 
 def _outcome_counts(verdict: V.Verdict) -> str:

@@ -184,10 +184,9 @@ def test_the_committed_rate_comparison_covers_both_sizes():
 def test_the_published_run_searched_with_one_rate_per_size_and_task():
     assert GPU.finetune.lr_search.shared
     runs = reruns.load_committed(TABLES, "gpu")
-    grid = {k: v for k, v in runs.items()}
     assert reruns.run_commits({s: [r for r in v if not r.get("variant") and r["size"] in GPU.sizes
                                    and float(r["sparsity"]) in GPU.sparsity_levels]
-                               for s, v in grid.items()}) == ["09b4c7d"]
+                               for s, v in runs.items()}) == ["09b4c7d"]
     cells = reruns.lr_search_from_finetunes(runs["finetune"], GPU.finetune.lr_search)
     cells = [c for c in cells if c["size"] in GPU.sizes and c["sparsity"] in GPU.sparsity_levels]
     assert len(cells) == len(GPU.sizes) * len(GPU.sparsity_levels) * len(GPU.finetune.tasks)
