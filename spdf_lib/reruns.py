@@ -34,8 +34,9 @@ from .verdicts import level_label
 
 __all__ = [
     "lr_search_from_finetunes", "load_committed", "RerunCheck", "rerun_check", "grid_commands", "rerun_provenance",
-    "run_commits", "runs_overview", "grid_cells", "judge_profile", "substituted_verdicts", "verdicts_sentence",
-    "RERUN_TEST_RULE", "rerun_test", "rerun_test_sentence", "rerun_summary", "relabel", "percell",
+    "run_commits", "grid_only", "runs_overview", "grid_cells", "judge_profile", "substituted_verdicts",
+    "verdicts_sentence",
+    "RERUN_TEST_RULE", "RerunTest", "rerun_test", "rerun_summary", "relabel", "percell",
     "pretraining_across_runs", "same_key_evaluations", "command_progress", "same_key_sentence", "progress_table",
     "rerun_figure", "STAGES_READ", "NOT_GRID_STEPS",
 ]
@@ -212,6 +213,13 @@ class RerunCheck:
                           else f" (read from these cells alone it goes from *{before}* to *{after}*") + ")"
             said.append(words)
         text += f"By the rule of this section, at {self.size} " + " and ".join(said) + ". "
+        return (text + self.measured(first)).strip()
+
+    def measured(self, first: str = "published") -> str:
+        """What moved between the two runs besides the outcomes, in words: the largest change of an
+        estimate per hypothesis, of a pre-trained model's validation perplexity, the learning rates the
+        searches chose (``first`` names the first run's rate), and the test scores of the same runs."""
+        text = ""
         moves = []
         for h, group in self.cells.groupby("hypothesis", sort=False):
             shift = group["change in estimate"].abs()
@@ -470,18 +478,25 @@ def run_commits(stages: dict, size: str | None = None) -> list[str]:
     return sorted(commits)
 
 
+def grid_only(stages: dict, sizes: Sequence[str], levels: Sequence[float]) -> dict[str, list[dict]]:
+    """A run's results (a ``load_committed`` dict) of the grid alone: ``sizes`` at ``levels``, chapter
+    09's variants and every other size or sparsity (the pruning stage's random-mask model) left out."""
+    levels = {float(lv) for lv in levels}
+    return {stage: [r for r in results if not V.variant_of(r) and r.get("size") in sizes
+                    and float(r.get("sparsity", -1)) in levels]
+            for stage, results in stages.items()}
+
+
 def runs_overview(runs: Mapping[str, tuple[str, dict, str]], sizes: Sequence[str],
                   levels: Sequence[float]) -> pd.DataFrame:
     """One row per committed run of the grid (``runs``: name -> (folder, ``load_committed`` dict, the
     learning-rate rule it searched by)): its folder, the commits its results record, the rule, the sizes
     it has results for, and how many pre-trainings, fine-tunes and evaluations of the grid (``sizes`` at
     ``levels``; chapter 09's runs and the pruning stage's left out) it holds."""
-    levels = {float(lv) for lv in levels}
-    keep = lambda r: not V.variant_of(r) and r.get("size") in sizes and float(r.get("sparsity", -1)) in levels  # noqa: E731
     counted = {"pretrain": "pre-trainings", "finetune": "fine-tunes", "eval": "evaluations"}
     rows = []
     for name, (folder, stages, rule) in runs.items():
-        grid = {stage: [r for r in results if keep(r)] for stage, results in stages.items()}
+        grid = grid_only(stages, sizes, levels)
         rows.append({"run": name, "folder": folder, "commits": ", ".join(run_commits(grid)), "learning rate": rule,
                      "sizes": ", ".join(sorted({r["size"] for r in grid.get("pretrain", [])})),
                      **{column: len(grid.get(stage, [])) for stage, column in counted.items()}})
@@ -498,12 +513,10 @@ def grid_cells(stages: dict, profile, sizes: Sequence[str] | None = None, search
     ``profile``: its sizes (or ``sizes``) and sparsities, chapter 09's runs left out, each cell at the
     rate that the profile's search (or ``search``) chose from the finetune results."""
     search = search or profile.finetune.lr_search
-    levels = tuple(float(lv) for lv in profile.sparsity_levels)
-    sizes = tuple(sizes or profile.sizes)
-    keep = lambda r: not V.variant_of(r) and r["size"] in sizes and float(r["sparsity"]) in levels  # noqa: E731
-    lr_search = lr_search_from_finetunes([r for r in stages["finetune"] if keep(r)], search,
-                                         profile.pretrain_seeds[0], profile.finetune_seeds[0])
-    return V.collect([r for r in stages["eval"] if keep(r)], lr_search)
+    grid = grid_only({stage: stages[stage] for stage in ("finetune", "eval")}, tuple(sizes or profile.sizes),
+                     profile.sparsity_levels)
+    lr_search = lr_search_from_finetunes(grid["finetune"], search, profile.pretrain_seeds[0], profile.finetune_seeds[0])
+    return V.collect(grid["eval"], lr_search)
 
 
 def judge_profile(cells: dict, profile) -> list:
@@ -553,7 +566,51 @@ RERUN_TEST_RULE = (
     "there. H3's cells are counted in its verdict only, since they pair the two sizes.")
 
 
-def rerun_test(published: dict, rerun: dict, profile, forecasts: Sequence) -> tuple[pd.DataFrame, list[dict]]:
+@dataclass(frozen=True)
+class RerunTest:
+    """A complete re-run judged by :data:`RERUN_TEST_RULE` (:func:`rerun_test`).
+
+    ``verdicts``: per hypothesis, the published and the re-run verdict, the re-run's cell outcomes and
+    whether the verdict survives; ``comparisons``: per size and forecast, the
+    ``replication.compare_with_run`` count of the H1 and H2 cells that kept their published outcome,
+    with 'holds' added; ``checks``: the :class:`RerunCheck` of each size, for the cells themselves."""
+
+    verdicts: pd.DataFrame
+    comparisons: list[dict]
+    checks: tuple[RerunCheck, ...]
+
+    @property
+    def model_holds(self) -> dict[str, bool]:
+        """Per size, whether the fresh-run model holds there: only when every forecast of that size
+        (truth fixed and truth uncertain) does."""
+        sizes: dict[str, bool] = {}
+        for c in self.comparisons:
+            sizes[c["size"]] = sizes.get(c["size"], True) and bool(c["holds"])
+        return sizes
+
+    def sentence(self) -> str:
+        """The test in words: which verdicts survived, and where the fresh-run model held."""
+        from . import replication
+
+        frame = self.verdicts
+        kept = frame[frame["survives"]]["hypothesis"].tolist()
+        moved = frame[~frame["survives"]]
+        text = (f"By the rule fixed in advance, {len(kept)} of the {len(frame)} headline verdicts survive the re-run"
+                + (f" ({', '.join(kept)})" if kept else ""))
+        if len(moved):
+            text += "; " + "; ".join(f"{r['hypothesis']} goes from *{r['published verdict']}* to "
+                                     f"*{r['re-run verdict']}*" for _, r in moved.iterrows())
+        word = {True: "holds", False: "fails"}
+        kept_cells = sum(c.n_same_outcome for c in self.checks)
+        text += (f". Underneath, {kept_cells} of the {sum(len(c.cells) for c in self.checks)} H1 and H2 cells kept "
+                 "their published outcome. By the same rule the fresh-run model "
+                 + " and ".join(f"{word[ok]} at {size}" for size, ok in self.model_holds.items())
+                 + f" ({sum(c['holds'] for c in self.comparisons)} of its {len(self.comparisons)} comparisons within "
+                   "its tail). " + replication.comparison_sentence(self.comparisons, caveat=False, run="re-run"))
+        return text
+
+
+def rerun_test(published: dict, rerun: dict, profile, forecasts: Sequence) -> RerunTest:
     """The published run against a complete re-run under the same ``profile`` (both ``load_committed``
     dicts), by :data:`RERUN_TEST_RULE`: the three headline verdicts of each (``judge_profile`` on
     ``grid_cells``) and whether each survived, and for every size and every forecast of ``forecasts``
@@ -570,33 +627,17 @@ def rerun_test(published: dict, rerun: dict, profile, forecasts: Sequence) -> tu
                            "survives": v.hypothesis in after and after[v.hypothesis].verdict == v.verdict}
                           for v in before])
     search = profile.finetune.lr_search
-    comparisons = []
+    comparisons, checks = [], []
     for size in profile.sizes:
         check = rerun_check(published, rerun, size=size, levels=profile.sparsity_levels, search=search,
                             first_seed=profile.pretrain_seeds[0], first_ft_seed=profile.finetune_seeds[0])
+        checks.append(check)
         for forecast in forecasts:
             c = replication.compare_with_run(forecast, check.cells, size,
                                              f"H1 and H2 cells, {replication.design_label(forecast)}")
             c["holds"] = not c["cells"] or replication.tail_reading(c["p at most observed"], c["draws"]) != "below"
             comparisons.append(c)
-    return frame, comparisons
-
-
-def rerun_test_sentence(frame: pd.DataFrame, comparisons: Sequence[dict]) -> str:
-    """:func:`rerun_test` in words: which verdicts survived, and where the fresh-run model held."""
-    from . import replication
-
-    kept = frame[frame["survives"]]["hypothesis"].tolist()
-    moved = frame[~frame["survives"]]
-    text = (f"By the rule fixed in advance, {len(kept)} of the {len(frame)} headline verdicts survive the re-run"
-            + (f" ({', '.join(kept)})" if kept else ""))
-    if len(moved):
-        text += "; " + "; ".join(f"{r['hypothesis']} goes from *{r['published verdict']}* to *{r['re-run verdict']}*"
-                                 for _, r in moved.iterrows())
-    held = [c for c in comparisons if c["holds"]]
-    text += (f". The fresh-run model holds in {len(held)} of its {len(comparisons)} comparisons. "
-             + replication.comparison_sentence(comparisons, caveat=False, run="re-run"))
-    return text
+    return RerunTest(frame, comparisons, tuple(checks))
 
 
 def rerun_summary(check: "RerunCheck", substituted: pd.DataFrame | None = None) -> str:
@@ -646,13 +687,10 @@ def pretraining_across_runs(runs: Mapping[str, dict], sizes: Sequence[str], leve
     lacks it, the largest relative difference from the first run among those that have it (%), and
     'same key': whether every run's result has the same run key (same settings). Chapter 09's
     variants are left out."""
-    levels = tuple(float(lv) for lv in levels)
     names = list(runs)
     table: dict = {}
     for name, stages in runs.items():
-        for r in stages["pretrain"]:
-            if V.variant_of(r) or r["size"] not in sizes or float(r["sparsity"]) not in levels:
-                continue
+        for r in grid_only({"pretrain": stages["pretrain"]}, sizes, levels)["pretrain"]:
             cell = table.setdefault((r["size"], float(r["sparsity"]), int(r["seed"])), {})
             cell[name] = float(r["val_ppl"])
             cell.setdefault("keys", set()).add(r.get("key"))

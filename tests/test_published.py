@@ -49,9 +49,10 @@ def test_the_committed_gpu_manifest_matches_every_file():
     assert manifest.problems(TABLES, "gpu") == []
 
 
-def _complete_per_cell_run(monkeypatch, folder: Path, sizes: tuple[str, ...]):
-    """The scheduler's plan of the gpu grid with one learning rate per cell, read from a committed
-    earlier run in ``folder`` (never computed): its pre-trainings, fine-tunes and evaluations."""
+def _complete_grid_run(monkeypatch, folder: Path, sizes: tuple[str, ...], per_cell: bool = True):
+    """The scheduler's plan of the gpu grid, with one learning rate per cell (``per_cell``) or the
+    profile's shared rates, read from a committed further run in ``folder`` (never computed): its
+    pre-trainings, fine-tunes and evaluations."""
     import dataclasses
 
     from spdf_lib import reruns
@@ -62,7 +63,8 @@ def _complete_per_cell_run(monkeypatch, folder: Path, sizes: tuple[str, ...]):
     monkeypatch.setattr(runs, "tokenizer_spec", lambda profile: spec)
     monkeypatch.setattr(scheduler.R, "tokenizer_spec", lambda profile: spec)
     monkeypatch.setattr(scheduler, "needs_gpu", lambda profile: True)
-    profile = dataclasses.replace(reruns.percell(get_profile("gpu")), sizes=sizes)
+    gpu = get_profile("gpu")
+    profile = dataclasses.replace(reruns.percell(gpu) if per_cell else gpu, sizes=sizes)
     try:
         out = scheduler.run(profile, folder, stages=("pretrain", "finetune", "eval"), progress=False)
     except results.MissingResultsError as err:
@@ -76,7 +78,7 @@ def test_the_committed_rerun_of_the_small_grid_is_complete_under_the_current_key
     """Chapter 06's re-run check reads a second run of the gpu-small grid (another H200, empty cache),
     searched with one rate per cell like the first published run."""
     rerun = TABLES / "gpu" / "rerun"
-    out = _complete_per_cell_run(monkeypatch, rerun, ("gpu-small",))
+    out = _complete_grid_run(monkeypatch, rerun, ("gpu-small",))
     assert {p.stem for p in (rerun / "gpu" / "runs" / "eval").glob("*.json")} == set(out["eval"])
 
 
@@ -84,7 +86,24 @@ def test_the_committed_rerun_of_the_small_grid_is_complete_under_the_current_key
 def test_the_first_published_run_is_complete_under_the_current_keys_with_one_rate_per_cell(monkeypatch):
     """Chapter 06 compares the published run with the first one, which chose a rate per cell."""
     first = TABLES / "gpu" / "percell_run"
-    out = _complete_per_cell_run(monkeypatch, first, tuple(get_profile("gpu").sizes))
+    out = _complete_grid_run(monkeypatch, first, tuple(get_profile("gpu").sizes))
     on_disk = {p.stem for p in (first / "gpu" / "runs" / "eval").glob("*.json")}
     assert set(out["eval"]) <= on_disk  # the pruning stage's evaluations are committed with it too
     assert {r["environment"]["commit"] for r in out["eval"].values()} == {"6e61162"}
+
+
+@needs_data
+def test_the_published_runs_complete_rerun_is_complete_under_the_current_keys_with_shared_rates(monkeypatch):
+    """Chapter 06 judges the published run's verdicts against a complete re-run of its grid under the
+    same profile, from an empty cache, at a later commit: every grid result, each search of a size and
+    task trying the same rates at every sparsity."""
+    folder = TABLES / "gpu" / "shared_rerun"
+    assert manifest.problems(folder, "gpu") == []
+    out = _complete_grid_run(monkeypatch, folder, tuple(get_profile("gpu").sizes), per_cell=False)
+    on_disk = {p.stem for p in (folder / "gpu" / "runs" / "eval").glob("*.json")}
+    assert set(out["eval"]) <= on_disk  # the pruning stage's evaluations are committed with it too
+    assert {r["environment"]["commit"] for r in out["eval"].values()} == {"b6061ec"}
+    published = scheduler.run(get_profile("gpu"), TABLES, stages=("pretrain", "finetune", "eval"), progress=False)
+    assert set(out["eval"]) == set(published["eval"])  # the same keys as the published run
+    for cell in out["lr_search"]:
+        assert cell["status"] == "interior", cell

@@ -439,16 +439,37 @@ def test_the_next_re_run_is_judged_by_the_rule_fixed_in_advance():
     cells = reruns.grid_cells(_grid(), profile)
     forecasts = [replication.forecast(cells, lambda c: reruns.judge_profile(c, profile), n_models=3, draws=300,
                                       seed=0, truth_uncertain=u) for u in (False, True)]
-    same, comparisons = reruns.rerun_test(_grid(), _grid(), profile, forecasts)
-    assert list(same["hypothesis"]) == ["H1", "H2"] and same["survives"].all()  # one size: no H3
-    assert len(comparisons) == 2 and all(c["holds"] and c["observed kept"] == c["cells"] for c in comparisons)
-    assert "2 of the 2 headline verdicts survive" in reruns.rerun_test_sentence(same, comparisons)
+    same = reruns.rerun_test(_grid(), _grid(), profile, forecasts)
+    assert list(same.verdicts["hypothesis"]) == ["H1", "H2"] and same.verdicts["survives"].all()  # one size: no H3
+    assert len(same.comparisons) == 2
+    assert all(c["holds"] and c["observed kept"] == c["cells"] for c in same.comparisons)
+    assert [c.size for c in same.checks] == [SIZE] and same.model_holds == {SIZE: True}
+    text = same.sentence()
+    assert "2 of the 2 headline verdicts survive" in text
+    n = len(same.checks[0].cells)
+    assert f"{n} of the {n} H1 and H2 cells kept" in text and f"model holds at {SIZE} (2 of its 2" in text
     # a re-run whose E2E cell at 50% falls far below the margin: H1 changes, and every other cell is kept
-    moved, comparisons = reruns.rerun_test(_grid(), _grid(value_shift={("e2e", 0.5): -5.0}), profile, forecasts)
-    h1 = moved.set_index("hypothesis").loc["H1"]
+    moved = reruns.rerun_test(_grid(), _grid(value_shift={("e2e", 0.5): -5.0}), profile, forecasts)
+    h1 = moved.verdicts.set_index("hypothesis").loc["H1"]
     assert not h1["survives"] and h1["published verdict"] == "supported" and h1["re-run verdict"] == "not supported"
-    assert all(c["observed kept"] == c["cells"] - 1 for c in comparisons)
-    text = reruns.rerun_test_sentence(moved, comparisons)
+    assert all(c["observed kept"] == c["cells"] - 1 for c in moved.comparisons)
+    text = moved.sentence()
     assert "1 of the 2 headline verdicts survive" in text and "H1 goes from *supported* to *not supported*" in text
+    assert f"{n - 1} of the {n} H1 and H2 cells kept" in text
     assert "the re-run kept the earlier outcome" in text
     assert "fixed before it exists" in reruns.RERUN_TEST_RULE
+
+
+def test_the_fresh_run_model_holds_at_a_size_only_when_every_forecast_there_holds():
+    comparisons = [{"size": "small", "holds": True}, {"size": "small", "holds": True},
+                   {"size": "large", "holds": False}, {"size": "large", "holds": True}]
+    holds = reruns.RerunTest(pd.DataFrame(), comparisons, ()).model_holds
+    assert holds == {"small": True, "large": False}
+    assert reruns.RerunTest(pd.DataFrame(), comparisons[2:][::-1], ()).model_holds == {"large": False}
+
+
+def test_grid_only_keeps_the_grid_and_drops_variants_other_sizes_and_other_sparsities():
+    rows = [{"size": "s", "sparsity": 0.5}, {"size": "s", "sparsity": 0.5, "variant": "rigl"},
+            {"size": "other", "sparsity": 0.5}, {"size": "s", "sparsity": 0.9}, {"size": "s", "sparsity": 0.0}]
+    grid = reruns.grid_only({"eval": rows, "pretrain": []}, ["s"], (0.0, 0.5))
+    assert grid == {"eval": [rows[0], rows[4]], "pretrain": []}
