@@ -451,16 +451,15 @@ from spdf_lib import replication
 published_cells = reruns.grid_cells(published_runs, GPU)
 judge_gpu = lambda c: reruns.judge_profile(c, GPU)  # noqa: E731
 n_models = len(GPU.pretrain_seeds)
-forecasts = [replication.forecast(published_cells, judge_gpu, n_models=n_models, draws=2000, seed=0,
-                                  truth_uncertain=u) for u in (False, True)]
+forecasts = replication.forecast_pair(published_cells, judge_gpu, n_models=n_models, draws=2000)
 forecast_table = replication.verdict_table(forecasts)
 report.write_table(forecast_table, TABLES, P.name, "replication_forecast")
 display(report.show(forecast_table, caption=(
     f"The published gpu run's verdicts, and how often a fresh run of the same design gives each of them "
     f"({forecasts[0].draws} fresh runs per design; Monte Carlo standard error at most "
     f"{forecasts[0].mc_error:.3f}). Method: {replication.METHOD}.")))
-designs = [replication.forecast(published_cells, judge_gpu, n_models=n, draws=1000, seed=0, truth_uncertain=u)
-           for n in range(n_models + 1, 2 * n_models + 1) for u in (False, True)]
+designs = [f for n in range(n_models + 1, 2 * n_models + 1)
+           for f in replication.forecast_pair(published_cells, judge_gpu, n_models=n, draws=1000)]
 design_table = replication.design_table(designs)
 report.write_table(design_table, TABLES, P.name, "replication_designs")
 display(report.show(design_table, caption=(
@@ -504,8 +503,8 @@ replication.cell_figure(forecasts[0]);
 
 # %%
 first_cells = reruns.grid_cells(first_runs, PER_CELL)
-first_forecasts = [replication.forecast(first_cells, lambda c: reruns.judge_profile(c, PER_CELL), n_models=n_models,
-                                        draws=2000, seed=0, truth_uncertain=u) for u in (False, True)]
+first_forecasts = replication.forecast_pair(first_cells, lambda c: reruns.judge_profile(c, PER_CELL),
+                                            n_models=n_models, draws=2000)
 display(report.show(replication.verdict_table(first_forecasts), caption=(
     f"What the model said of the first published run, before the published run existed: its verdicts, and how "
     f"often a fresh run of its design gives each of them ({first_forecasts[0].draws} fresh runs per design; Monte "

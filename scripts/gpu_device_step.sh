@@ -2,7 +2,8 @@
 # One command of the published gpu run on a lent GPU machine that holds a command to 10 minutes and
 # takes at most 64 MiB per call (README, "The published `gpu` run"). Called repeatedly:
 #
-#   bash scripts/gpu_device_step.sh setup     # the first call: wheels, the first part of the data
+#   bash scripts/gpu_device_step.sh setup     # the first calls: wheels and the data, in as many calls
+#                                             # (each carrying some of .gpu/) as the 64 MiB limit needs
 #   bash scripts/gpu_device_step.sh bench     # one pre-training and one fine-tuning of each size alone
 #                                             # on the idle GPU (the reference of bench_grid_throughput.py)
 #   bash scripts/gpu_device_step.sh bench-dynamic   # what RigL's and SET's mask updates cost on the GPU

@@ -39,7 +39,7 @@ import pandas as pd
 from . import stats
 from . import verdicts as V
 
-__all__ = ["Group", "fit", "draw", "Forecast", "cell_key", "forecast", "OUTCOME_COLUMNS", "METHOD", "design_label",
+__all__ = ["Group", "fit", "draw", "Forecast", "cell_key", "forecast", "forecast_pair", "OUTCOME_COLUMNS", "METHOD", "design_label",
            "verdict_table", "design_table", "cell_figure", "compare_with_run", "tail_reading", "comparison_sentence",
            "summary_sentence"]
 
@@ -236,6 +236,15 @@ def forecast(cells: dict, judge: Callable[[dict], Sequence[V.Verdict]], n_models
 # a cell's outcomes in the order of OUTCOME_COLUMNS: for the hypothesis, neither way, against it
 OUTCOME_COLUMNS = ("P(for)", "P(inconclusive)", "P(against)", "P(not computable)")
 
+
+
+def forecast_pair(cells: dict, judge: Callable[[dict], Sequence[V.Verdict]],
+                  n_models: int | Mapping[str, int] | None = None, draws: int = 1000,
+                  seed: int = 0) -> tuple[Forecast, Forecast]:
+    """The two readings of one design that chapter 06 always sets side by side: :func:`forecast` with the
+    truth fixed at this run's estimates, then with the truth uncertain, same draws and seed."""
+    return tuple(forecast(cells, judge, n_models=n_models, draws=draws, seed=seed, truth_uncertain=u)
+                 for u in (False, True))
 
 def _outcomes(hypothesis: str) -> tuple[str, ...]:
     good, bad = ("preserved", "degraded") if hypothesis == "H1" else ("supported", "contradicted")

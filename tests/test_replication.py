@@ -189,6 +189,16 @@ def test_with_the_truth_uncertain_many_models_give_the_chance_that_the_truth_is_
     assert np.isnan(R.forecast(cells, _h1, draws=50, truth_uncertain=True).verdicts.iloc[0]["two fresh runs agree"])
 
 
+def test_a_forecast_pair_is_the_fixed_then_the_uncertain_forecast_of_one_design():
+    dense, sparse = [60.0, 60.5, 59.5], [58.0, 59.0, 57.5]
+    cells = _cells({("s", "e2e", 0.0): [(v, 1.0) for v in dense], ("s", "e2e", 0.5): [(v, 1.0) for v in sparse]})
+    fixed, uncertain = R.forecast_pair(cells, _h1, n_models=4, draws=200, seed=3)
+    assert (fixed.truth_uncertain, uncertain.truth_uncertain) == (False, True)
+    assert fixed.n_models == uncertain.n_models == 4
+    alone = R.forecast(cells, _h1, n_models=4, draws=200, seed=3, truth_uncertain=True)
+    assert uncertain.cells.equals(alone.cells)  # the same draws as the forecast made by itself
+
+
 def test_the_re_run_reading_allows_for_the_simulation_s_own_error():
     assert R.tail_reading(0.01, 2000) == "below"
     assert R.tail_reading(0.20, 2000) == "above"
