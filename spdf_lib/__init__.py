@@ -19,7 +19,10 @@ Words the modules share:
   the paper's own numbers are the **published values** (``verdicts.PUBLISHED_DELTA``);
 * the **first published run** is the earlier committed ``gpu`` grid under ``tables/gpu/percell_run/``,
   and the learning-rate **rule** is one rate *per cell* or one *shared* by a size and task's sparsities
-  (``profiles.LRSearch.shared``; ``rate_picks`` compares the two over the committed runs).
+  (``profiles.LRSearch.shared``; ``rate_picks`` compares the two over the committed runs);
+* the **published re-run** is the complete second run of the published grid under the same profile,
+  ``tables/gpu/shared_rerun/``, judged by ``reruns.RERUN_TEST_RULE``; a **fresh run** is one drawn from
+  ``replication``'s model of a run, and a model's **record** is every comparison of it with a later run.
 """
 
 __version__ = "0.1.0"

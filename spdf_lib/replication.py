@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,7 +40,7 @@ from . import stats
 from . import verdicts as V
 
 __all__ = ["Group", "fit", "draw", "Forecast", "cell_key", "forecast", "forecast_pair", "OUTCOME_COLUMNS", "METHOD", "design_label",
-           "verdict_table", "design_table", "cell_figure", "compare_with_run", "tail_reading", "comparison_sentence",
+           "verdict_table", "design_table", "cell_figure", "compare_with_run", "tail_reading", "comparison_sentence", "record_table", "record_sentence",
            "summary_sentence"]
 
 METHOD = ("a normal model fitted to this run: for each size and sparsity, the per-model means of every task "
@@ -390,6 +390,51 @@ def comparison_sentence(comparisons: Sequence[dict], caveat: bool = True, run: s
                      f"new ones: a {run} within the model's range is weak support for the model, one beyond it is "
                      "strong evidence against it.")
     return " ".join(parts)
+
+
+def record_table(tests: Mapping[str, Sequence[dict]], outside: Collection[str] = ()) -> pd.DataFrame:
+    """Every comparison of a forecast with a later run (``tests``: the name of the test -> its
+    ``compare_with_run`` dicts), one row each: the test, the size, which cells, the design, how many
+    cells the forecast expects kept and how many were, the chance of that few or fewer, the reading
+    against one in twenty (``tail_reading``), and whether the model applies (``outside``: the tests that
+    ask about something the model leaves out, such as cells whose learning rate changed). Comparisons
+    with no cells are left out."""
+    unknown = set(outside) - set(tests)
+    if unknown:
+        raise KeyError(f"outside names tests that are not in tests: {sorted(unknown)}")
+    rows = [{"test": name, "size": c["size"], "cells compared": c["label"], "design": c["design"],
+             "cells": c["cells"], "expected kept": c["expected kept"], "observed kept": c["observed kept"],
+             "P(that few or fewer)": c["p at most observed"],
+             "reading": {"below": "beyond the model", "above": "within", "at": "at the edge"}[
+                 tail_reading(c["p at most observed"], c["draws"])],
+             "model applies": name not in outside}
+            for name, comparisons in tests.items() for c in comparisons if c["cells"]]
+    return pd.DataFrame(rows, columns=["test", "size", "cells compared", "design", "cells", "expected kept",
+                                       "observed kept", "P(that few or fewer)", "reading", "model applies"])
+
+
+def record_sentence(record: pd.DataFrame) -> str:
+    """:func:`record_table` in one sentence: per reading of the truth (fixed, uncertain), how many of
+    the comparisons where the model applies fell beyond it, and where; then how many of the others."""
+    if record.empty:
+        return "No forecast has been compared with a later run."
+    applies = record[record["model applies"]]
+    parts = []
+    for truth, word in ((False, "fixed at the estimates"), (True, "uncertain")):
+        rows = applies[applies["design"].str.contains("truth uncertain") == truth]
+        if rows.empty:
+            continue
+        beyond = rows[rows["reading"] == "beyond the model"]
+        where = "; ".join(f"{r['test']}, {r['size']}" for _, r in beyond.iterrows())
+        parts.append(f"with the truth {word}, {len(beyond)} of {len(rows)} fell beyond the model"
+                     + (f" ({where})" if where else ""))
+    text = ("Of the comparisons where the model applies, " + "; ".join(parts) + "."
+            if parts else "No comparison is one where the model applies.")
+    others = record[~record["model applies"]]
+    if len(others):
+        text += (f" Of the {len(others)} that ask about what the model leaves out, "
+                 f"{int((others['reading'] == 'beyond the model').sum())} fell beyond it.")
+    return text
 
 
 def summary_sentence(forecasts: Sequence[Forecast]) -> str:
