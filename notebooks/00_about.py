@@ -132,6 +132,29 @@ display(figures.show_table(figures.profiles_table(PROFILES, Path(tables_dir))))
 print(f"This copy of the book was executed at profile {P.name!r}.")
 
 # %% [markdown]
+# ## Reading the library
+#
+# The chapters call `spdf_lib` and explain it; a reader who wants the code itself can follow this
+# path through the package (`spdf_lib.guide`, whose test checks that no module is left off it). It
+# has four legs. The method comes first: the settings, the model, the masks, the data and the
+# training step, in the order the chapters introduce them. Then how the grid of runs is planned,
+# scheduled, cached and committed; then how results are judged; last, the analysis and display
+# code that serves single chapters, to be read only with the chapter that uses it.
+
+# %% tags=["hide-input"]
+from IPython.display import Markdown
+
+from spdf_lib import guide
+
+path = guide.reading_path()
+display(figures.show_table(path.assign(leg=path["leg"].where(path["leg"] != path["leg"].shift(), ""))))
+display(Markdown(guide.path_sentence(path)))
+
+# %% [markdown]
+# A good first hour is the first leg, with chapters 01 and 04 open beside it: `profiles.py` to see
+# what a run is made of, then `model.py`, `sparsity.py` and `training.py`, where the two phases of
+# SPDF, a masked pre-training and a dense fine-tuning, are a few lines each.
+#
 # ## Summary
 #
 # - SPDF pre-trains with a static random mask on the attention and feed-forward weights, then
@@ -140,6 +163,7 @@ print(f"This copy of the book was executed at profile {P.name!r}.")
 # - Every number comes from code run at a named profile; what the paper published is quoted and
 #   linked to its source.
 # - A chapter can be re-run on its own at the `smoke` profile without touching the committed book.
+# - The library can be read in the order of its reading path, the method first.
 #
 # ## Exercises
 #
