@@ -152,8 +152,10 @@ display(Markdown(guide.path_sentence(path)))
 
 # %% [markdown]
 # A good first hour is the first leg, with chapters 01 and 04 open beside it: `profiles.py` to see
-# what a run is made of, then `model.py`, `sparsity.py` and `training.py`, where the two phases of
-# SPDF, a masked pre-training and a dense fine-tuning, are a few lines each.
+# what a run is made of, then `model.py`, `sparsity.py` and `training.py`, and `runners.py`, where
+# the two phases of SPDF meet the one training loop: `initial_model` draws a pre-training run's
+# static mask with `sparsify`, and `do_finetune` calls `densify` before fine-tuning. The data
+# package can be skimmed at first: its module names say what each step does.
 #
 # ## Summary
 #

@@ -174,13 +174,13 @@ display(Markdown(findings.noise_floor_note(noise, cells)))
 # short. The page's published run, the fourth, uses that rule for the whole grid
 # (`LRSearch(shared=True)` in `spdf_lib/profiles.py`). The verdict rules at the top of the page were
 # fixed before any run; the learning-rate rule was not. It was changed after the first run's verdicts
-# and the second run's movement had been read, for how the picks behave from one run to the next and
-# on a forecast that shared picks would rarely swap, and before the published run existed. It still
-# reads the validation loss only, never a test metric. So the first run is the only one whose whole
-# analysis was fixed before it ran, and the change of rule is part of what separates the two
-# published runs. After it the published grid was run once more, complete and under its own
-# profile, to test its verdicts directly; the rule that judges that re-run was fixed before it ran
-# (the last section on the runs). Every run stays committed, each under its own folder and checked
+# and the second run's movement had been read, on the evidence of how the picks moved between runs
+# and of a forecast that shared picks would rarely swap, and before the published run existed. It
+# still reads the validation loss only, never a test metric. So of the two published runs only the
+# first had its whole analysis fixed before it ran, and the change of rule is part of what separates
+# them. After the published run the grid was run once more, complete and under the same profile, to
+# test its verdicts directly; the rule that judges that re-run was fixed before it ran (the section
+# "The published run, run again"). Every run stays committed, each under its own folder and checked
 # against its own manifest, and the rest of this page compares them with each other and with the
 # published run.
 #
@@ -209,11 +209,12 @@ display(report.show(overview, caption=(
     "The committed runs of the gpu grid, in the order they were run: where each is committed, the commits of "
     "the code that computed its results, the learning-rate rule it searched by, and how many of the grid's "
     "results it holds (chapter 09's runs and the pruning stage, with its random-mask pre-training, left out). "
-    "The third run stopped early.")))
-display(Markdown(" ".join(reruns.rerun_provenance(REPO_TABLES, GPU.name, folder,
-                                                  name if name.endswith("re-run") else f"{name} run",
-                                                  beside_published=False)
-                          for name, folder in FOLDERS.items())))
+    "The third run stopped early. The number of fine-tunes also differs between complete runs because a search "
+    "tries further rates only where its best rate sits at an end of the rates tried so far.")))
+display(report.show(reruns.provenance_table(REPO_TABLES, GPU.name, FOLDERS), caption=(
+    "Where each run ran, from its logs: the GPU and driver (the first line of gpu_env.txt), the commands that "
+    "ran the grid (set-up steps left out), when the first started, their wall time in all, and the longest, "
+    "named by its step: the minutes limit the command was given (scripts/gpu_device_step.sh).")))
 
 # %% [markdown]
 # ## A second run of the small grid, one rate per cell
@@ -260,7 +261,7 @@ display(report.show(check.runs, caption=(
 display(Markdown(check.sentence(first="first run's")))
 
 # %%
-reruns.rerun_figure(check);
+reruns.rerun_figure(check, names=("first published run", "second run"));
 
 # %% [markdown]
 # Figure 6.3: Every judged cell of the small model in the two runs with one rate per cell: the first
@@ -572,14 +573,21 @@ display(Markdown(verdicts_moved))
 display(Markdown(reruns.RERUN_TEST_RULE))
 if published_rerun.get("eval"):
     next_test = reruns.rerun_test(published_runs, published_rerun, GPU, forecasts)
+    changes = REPO_TABLES / GPU.name / FOLDERS["published re-run"] / "logs" / "code_changes.txt"
+    changed_files = [ln for ln in changes.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
     display(Markdown(reruns.rerun_provenance(REPO_TABLES, GPU.name, FOLDERS["published re-run"], "re-run",
                                              beside_published=True)
                      + " Commits of its results: " + ", ".join(f"`{c}`" for c in reruns.run_commits(published_rerun))
-                     + "; of the published run's grid results (chapter 09's, committed beside them, left out): "
-                     + ", ".join(f"`{c}`" for c in reruns.run_commits(
+                     + ". Commits of the published run's grid results (chapter 09's results, committed in the same "
+                       "folder, are left out): " + ", ".join(f"`{c}`" for c in reruns.run_commits(
                          reruns.grid_only(published_runs, GPU.sizes, GPU.sparsity_levels)))
+                     + ". The files of the library, scripts and benchmarks that differ between the two commits "
+                       f"(`{changes.relative_to(store.REPO_ROOT)}`): " + ", ".join(f"`{f}`" for f in changed_files)
                      + "."))
-    display(report.show(next_test.verdicts, caption="The published run's verdicts and those of its complete re-run."))
+    display(report.show(next_test.verdicts, caption=(
+        "The published run's verdicts and those of its complete re-run, each with the outcomes of the cells it "
+        "is read from (the cells of H1 and H2 for each size, H3's pairing the two sizes), and whether the "
+        "verdict survives by the rule above.")))
     next_status = next_test.sentence()
 else:
     next_test = None
@@ -599,7 +607,7 @@ if next_test is not None:
         "Every H1 and H2 cell of the published run and of its re-run, both sizes (BLEU points for H1, nats per "
         "token for H2), each at the rates its own search chose, with the interval of the verdict rules.")))
     display(Markdown(" ".join(f"**{c.size}.** " + c.measured(first="published run's") for c in next_test.checks)))
-    reruns.rerun_figure(next_test.checks[-1])
+    reruns.rerun_figure(next_test.checks[-1], names=("published run", "re-run"))
 
 # %% [markdown]
 # Figure 6.5: Every judged cell of the large model in the published run (blue) and its re-run
@@ -614,11 +622,16 @@ if next_test is not None:
 # here comes from the runs themselves: the same keys, seeds and data on the same type of GPU, whose
 # pre-trained models agree closely in validation perplexity, still fine-tune into models whose test
 # scores differ by whole BLEU points. The same seeds do not make a re-run a copy; for a cell's
-# estimate it is closer to a fresh draw. Third, the forecast. With the published estimates taken as
-# the truth, the fresh-run model did not expect a re-run to change as many of the large model's
-# cells as this one did, and by the rule it fails there. With the truth uncertain it held at both
-# sizes. Cells whose estimates sit near a rule's line are exactly where taking the estimate as the
-# truth is too confident, and the variant that also draws the truth is the one to read. One re-run is
+# estimate it is closer to a fresh draw. Third, the forecast and the intervals. With the published
+# estimates taken as the truth, the fresh-run model did not expect a re-run to change as many of the
+# large model's cells as this one did, and by the rule it fails there; the reading with the truth
+# uncertain stayed within its tail at both sizes, but the rule asks both readings to, and choosing
+# the one that passed after the fact would not be a test. The intervals themselves fare better: the
+# re-run's estimate lies outside the published interval in few cells (counted above), and a second
+# estimate lands outside a correctly sized interval of the first now and then, since both carry
+# noise, so the count does not show the intervals to be too narrow. Outcomes flip more
+# often than estimates leave their intervals because an outcome depends on where an interval ends
+# against a line, and a small move can carry an end across it. One re-run is
 # one sample: the forecast table gives how often a verdict survives in many.
 
 # %% [markdown]
@@ -626,25 +639,30 @@ if next_test is not None:
 #
 # Each test above held a forecast against one later run. Side by side they say more about the model
 # than any one of them. A forecast that is too narrow falls beyond its tail again and again; one
-# that is too wide never does, and a few tests cannot tell it from a good one. Two kinds of rows are
-# not tests of the model as it stands: the second run was known when the model was written, and the
-# rows of cells whose rate changed ask about something the model leaves out. They are listed so that
-# nothing is left out of the count.
+# that is too wide never does, and a few tests cannot tell it from a good one. The same method was
+# fitted to two runs: to the first published run, and held against the runs after it, and to the
+# published run, and held against its re-run. Two kinds of rows do not count as tests: the second
+# run was known when the model was written, and the rows of cells whose rate changed ask about
+# something the model leaves out. They are listed, marked, and counted apart.
 
 # %%
-changed = ("second run, rate changed", "published run, rate changed")
-record = replication.record_table({
-    "second run (known when written)": second_comparisons, changed[0]: [rate_changed],
-    "published run (partly blind)": [c for c in later_comparisons if c not in later_changed],
-    changed[1]: later_changed,
-    **({"published re-run (rule fixed before it ran)": next_test.comparisons} if next_test is not None else {})},
-    outside=changed)
+Entry = replication.RecordEntry
+record = replication.record_table([
+    Entry("known when written", "first published run", "second run", False, second_comparisons),
+    Entry("rate changed", "first published run", "second run", False, [rate_changed]),
+    Entry("partly blind", "first published run", "published run", True,
+          [c for c in later_comparisons if c not in later_changed]),
+    Entry("rate changed", "first published run", "published run", False, later_changed),
+    *([Entry("rule fixed before the run", "published run", "re-run", True, next_test.comparisons)]
+      if next_test is not None else [])])
 report.write_table(record, TABLES, P.name, "replication_record")
 display(report.show(record, digits=3, caption=(
-    "Every comparison of a fresh-run forecast with a later run on this page: which run, size and cells, the "
-    "design, the number of cells kept that the forecast expects and that the run kept, the forecast's chance of "
-    "that few or fewer, the reading against one in twenty (allowing for the simulation's own error), and whether "
-    "the model applies (not where a cell's learning rate changed: the model leaves the rate out).")))
+    "Every comparison of a fresh-run forecast with a later run on this page: what kind of test it is, the run "
+    "the model was fitted to and the later run, the size and cells, the pre-trained models per group and "
+    "whether the truth was fixed at the fitted run's estimates or uncertain, the cells kept that the forecast "
+    "expects and that the later run kept, the forecast's chance of that few or fewer, and the reading: 'beyond "
+    "the model' below one in twenty, 'at the edge' within the simulation's own error of it, 'within' above it. "
+    "Rows that do not count as tests are marked.")))
 display(Markdown(replication.record_sentence(record)))
 
 # %% [markdown]
@@ -801,10 +819,11 @@ report.show(findings.published_beside(TABLES, P.name, store.REPO_ROOT / "tables"
 #
 # The tables, the verdicts and the noise floor above are computed from the runs by verdict rules
 # fixed in advance; the learning-rate rule of the published run was changed after the first run's
-# results had been read (the section on the runs of the grid). Where an interval is too wide to decide, the verdict says so; where the setup cannot
-# detect changes as small as the paper's, the noise-floor section says so in words. A verdict at
-# this scale is a statement about models far smaller than the paper's, trained on far less data
-# (the set-up table above), not a verdict on the paper. In short:
+# results had been read (the section on the runs of the grid). Where an interval is too wide to
+# decide, the verdict says so; where the setup cannot detect changes as small as the paper's, the
+# noise-floor section says so in words. A verdict at this scale is a statement about models far
+# smaller than the paper's, trained on far less data (the set-up table above), not a verdict on the
+# paper. In short:
 
 # %%
 display(Markdown(findings.summary_note(results, noise, cells, P)))
@@ -813,7 +832,7 @@ display(Markdown(replication.summary_sentence([*forecasts, *designs[-2:]])))
 display(Markdown("**One rate per size and task, the published run.** " + verdicts_moved
                  + " Held against the published run, the model of the first run gives: "
                  + replication.comparison_sentence([c for c in later_comparisons if "truth uncertain" not in c["label"]],
-                                                   caveat=False, run="published run")))
+                                                   run="published run")))
 display(Markdown(rate_picks.swap_check_sentence(swap_test, "published run")))
 display(Markdown("**The published run, run again.** " + next_status))
 
@@ -854,7 +873,9 @@ display(Markdown("**The published run, run again.** " + next_status))
 # Figure 6.4 alone, before reading the section on the re-run, write down how many of the three
 # headline verdicts you expect to survive and, for each size, how many H1 and H2 cells you expect to
 # keep their outcome. Then find which count would have made the fresh-run model fail by the rule,
-# using `forecasts[0].kept(keys)` for the cells of one size (the keys are the
-# `(hypothesis, size, task, sparsity)` columns of `forecasts[0].outcome_draws`), and compare both with
-# the re-run. Say why a prediction written after reading the re-run would not count, and why three
-# labels that survived one re-run do not show that they would survive every one.
+# which asks both readings of the truth: `forecasts[0].kept(keys)` (truth fixed) and
+# `forecasts[1].kept(keys)` (truth uncertain) for the cells of one size, where the keys are the
+# `(hypothesis, size, task, sparsity)` columns of `forecasts[0].outcome_draws` (the sparsity as a
+# fraction, not a percentage). Compare both with the re-run. Say why a prediction written after
+# reading the re-run would not count, and why three labels that survived one re-run do not show that
+# they would survive every one.

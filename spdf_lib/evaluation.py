@@ -1,7 +1,8 @@
 """Evaluation of fine-tuned models (chapters 05 and 06).
 
-* Data-to-text (E2E, WebNLG, DART): batched beam search with a KV cache, then corpus BLEU with every
-  reference of each input through ``sacrebleu`` (its default ``13a`` tokenization, mixed case).
+* Data-to-text (E2E, WebNLG, DART): the prompts decoded through :func:`spdf_lib.model.generate`
+  (beam search with a KV cache lives in ``model.py``), then corpus BLEU with every reference of each
+  input through ``sacrebleu`` (its default ``13a`` tokenization, mixed case).
 * Summarization: perplexity of the reference summaries given their article (target tokens only).
 * Pre-trained models: perplexity of the validation split of the pre-training corpus.
 """

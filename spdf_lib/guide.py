@@ -4,7 +4,8 @@ Chapter 00 shows it as a table. The path has four legs. The method itself comes 
 the model, the masks and the training step. Then how the grid is run and stored, then how results
 are judged, and last the analysis and display modules that serve single chapters. The first two legs
 are the core: a newcomer who reads them knows what every number of the book is computed from, and
-the first alone is the method the paper describes. The
+the first alone is the method the paper describes, down to the functions that run one
+pre-training or one fine-tuning. The
 test suite checks that every module of the package is on the path exactly once, so the path cannot
 leave a module out as the library grows.
 """
@@ -35,14 +36,20 @@ METHOD, GRID, JUDGE, SERVE = ("the method", "running and storing the grid", "jud
 
 READING_PATH: tuple[Stop, ...] = (
     Stop(METHOD, "profiles.py", "the smoke, cpu and gpu profiles as frozen data: every size, budget and seed", "00"),
-    Stop(METHOD, "model.py", "the GPT: blocks, attention, the four maskable weight matrices of a block", "01"),
-    Stop(METHOD, "sparsity.py", "masks: draw, apply, keep during training, densify, prune", "01, 05"),
-    Stop(METHOD, "flops.py", "the FLOP convention: training and inference FLOPs of dense and sparse models", "02"),
-    Stop(METHOD, "data/", "files to batches: readers, the four tasks, the pre-training corpus, the tokenizer", "03"),
-    Stop(METHOD, "training.py", "the one training loop with its mask upkeep, checkpoints and deadline", "04, 05"),
-    Stop(METHOD, "evaluation.py", "beam search and corpus BLEU", "05, 06"),
+    Stop(METHOD, "model.py", "the GPT and its presets, with the four maskable weight matrices of a block; "
+                             "batched greedy and beam generation with a KV cache", "01, 06"),
+    Stop(METHOD, "sparsity.py", "masks: draw, apply, keep during training, densify, prune", "01, 05, 08"),
+    Stop(METHOD, "flops.py", "the FLOP convention: training and inference FLOPs of dense and sparse models; "
+                             "parameter memory; iso-FLOP token counts", "02, 08, 09"),
+    Stop(METHOD, "data/", "files to batches: readers, the four tasks, the pre-training corpus, the tokenizer, "
+                        "fine-tuning examples and their batches, the packed pre-training stream", "03"),
+    Stop(METHOD, "training.py", "the one loop for both phases: AdamW, warm-up and cosine decay, mask upkeep, "
+                                "checkpoints, deadline", "04, 05"),
+    Stop(METHOD, "runners.py", "one run of each stage: where pre-training sparsifies and fine-tuning densifies",
+         "04, 05"),
+    Stop(METHOD, "evaluation.py", "test prompts decoded through model.generate, corpus BLEU, perplexity",
+         "05, 06"),
     Stop(GRID, "runs.py", "what the grid runs: frozen run descriptions whose hash is the cache key", "04-06"),
-    Stop(GRID, "runners.py", "computing one run of each stage from its description"),
     Stop(GRID, "scheduler.py", "the one scheduler: which run next, in which process, resumable", "04"),
     Stop(GRID, "placement.py", "which GPU a run goes to"),
     Stop(GRID, "store.py", "atomic, checksummed writes and the cache's paths"),

@@ -120,6 +120,9 @@ def num_params(config: GPTConfig, non_embedding: bool = False) -> int:
 
 
 class CausalSelfAttention(nn.Module):
+    """Causal multi-head attention: the fused QKV projection (``c_attn``) and the output projection
+    (``c_proj``) are two of the four weight matrices of a block that SPDF masks."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.n_head = config.n_head
@@ -148,6 +151,9 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
+    """The feed-forward layer: up-projection (``c_fc``), GELU, down-projection (``c_proj``), the other
+    two of the four weight matrices of a block that SPDF masks."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, config.d_ff, bias=config.bias)
@@ -160,6 +166,9 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
+    """One pre-norm transformer block: attention and feed-forward, each after a LayerNorm and added
+    back to the residual stream."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)

@@ -108,7 +108,8 @@ class FinetuneSettings:
     beam_size: int = 4
     length_penalty: float = 0.9
     no_repeat_ngram_size: int = 4
-    sparse_control: bool = True  # also fine-tune the highest-sparsity models with their masks kept
+    # also fine-tune the highest-sparsity models sparsely: FinetuneRun.keep_masks, so no densify
+    sparse_control: bool = True
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Collection, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,9 +39,12 @@ import pandas as pd
 from . import stats
 from . import verdicts as V
 
-__all__ = ["Group", "fit", "draw", "Forecast", "cell_key", "forecast", "forecast_pair", "OUTCOME_COLUMNS", "METHOD", "design_label",
-           "verdict_table", "design_table", "cell_figure", "compare_with_run", "tail_reading", "comparison_sentence", "record_table", "record_sentence",
-           "summary_sentence"]
+__all__ = [
+    "Group", "fit", "draw", "Forecast", "cell_key", "forecast", "forecast_pair", "OUTCOME_COLUMNS",
+    "METHOD", "design_label", "verdict_table", "design_table", "cell_figure", "compare_with_run",
+    "tail_reading", "comparison_sentence", "RecordEntry", "record_table", "record_sentence",
+    "summary_sentence",
+]
 
 METHOD = ("a normal model fitted to this run: for each size and sparsity, the per-model means of every task "
           "(test metric and test-reference loss) spread between pre-trained models with their observed "
@@ -349,7 +352,8 @@ def compare_with_run(forecast: Forecast, rerun_cells: pd.DataFrame, size: str, l
                              f"the forecast's {forecast_outcomes[key]!r}: they judged different runs or rates")
     kept = forecast.kept(keys)
     observed = int(judged["same outcome"].sum())
-    return {"label": label, "size": size, "design": design_label(forecast), "cells": len(keys),
+    return {"label": label, "size": size, "design": design_label(forecast), "n models": forecast.n_models,
+            "truth uncertain": forecast.truth_uncertain, "cells": len(keys),
             "expected kept": float(kept.mean()), "observed kept": observed,
             "p at most observed": float((kept <= observed).mean()), "draws": forecast.draws}
 
@@ -392,48 +396,67 @@ def comparison_sentence(comparisons: Sequence[dict], caveat: bool = True, run: s
     return " ".join(parts)
 
 
-def record_table(tests: Mapping[str, Sequence[dict]], outside: Collection[str] = ()) -> pd.DataFrame:
-    """Every comparison of a forecast with a later run (``tests``: the name of the test -> its
-    ``compare_with_run`` dicts), one row each: the test, the size, which cells, the design, how many
-    cells the forecast expects kept and how many were, the chance of that few or fewer, the reading
-    against one in twenty (``tail_reading``), and whether the model applies (``outside``: the tests that
-    ask about something the model leaves out, such as cells whose learning rate changed). Comparisons
-    with no cells are left out."""
-    unknown = set(outside) - set(tests)
-    if unknown:
-        raise KeyError(f"outside names tests that are not in tests: {sorted(unknown)}")
-    rows = [{"test": name, "size": c["size"], "cells compared": c["label"], "design": c["design"],
+@dataclass(frozen=True)
+class RecordEntry:
+    """One test of a fresh-run model against a later run, for :func:`record_table`: its name, the run
+    the model was fitted to, the run it was held against, whether it counts as a test of the model
+    (not when the later run was known as the model was written, nor for cells whose learning rate
+    changed, which the model leaves out), and its ``compare_with_run`` dicts."""
+
+    name: str
+    model_of: str
+    later_run: str
+    counts: bool
+    comparisons: Sequence[dict]
+
+
+_RECORD_READING = {"below": "beyond the model", "above": "within", "at": "at the edge"}
+
+
+def record_table(entries: Sequence[RecordEntry]) -> pd.DataFrame:
+    """Every comparison of a fresh-run model with a later run, one row each: the test, the run the
+    model was fitted to and the later run, the size, which cells, the models per group and whether the
+    truth was fixed at the fitted run's estimates or uncertain, how many cells the forecast expects kept
+    and how many were, the chance of that few or fewer, the reading against one in twenty
+    (``tail_reading``: 'beyond the model' below it, 'at the edge' within the simulation's own error of
+    it, 'within' above it), and whether the row counts as a test. Comparisons with no cells are left
+    out."""
+    rows = [{"test": e.name, "model of": e.model_of, "later run": e.later_run, "size": c["size"],
+             "cells compared": c["label"], "models per group": _models_text(c["n models"]),
+             "truth": "uncertain" if c["truth uncertain"] else "fixed",
              "cells": c["cells"], "expected kept": c["expected kept"], "observed kept": c["observed kept"],
              "P(that few or fewer)": c["p at most observed"],
-             "reading": {"below": "beyond the model", "above": "within", "at": "at the edge"}[
-                 tail_reading(c["p at most observed"], c["draws"])],
-             "model applies": name not in outside}
-            for name, comparisons in tests.items() for c in comparisons if c["cells"]]
-    return pd.DataFrame(rows, columns=["test", "size", "cells compared", "design", "cells", "expected kept",
-                                       "observed kept", "P(that few or fewer)", "reading", "model applies"])
+             "reading": _RECORD_READING[tail_reading(c["p at most observed"], c["draws"])],
+             "counts as a test": e.counts}
+            for e in entries for c in e.comparisons if c["cells"]]
+    return pd.DataFrame(rows, columns=["test", "model of", "later run", "size", "cells compared",
+                                       "models per group", "truth", "cells", "expected kept", "observed kept",
+                                       "P(that few or fewer)", "reading", "counts as a test"])
 
 
 def record_sentence(record: pd.DataFrame) -> str:
     """:func:`record_table` in one sentence: per reading of the truth (fixed, uncertain), how many of
-    the comparisons where the model applies fell beyond it, and where; then how many of the others."""
+    the rows that count as tests fell beyond the model, and where; then how many of the others."""
     if record.empty:
         return "No forecast has been compared with a later run."
-    applies = record[record["model applies"]]
+    tests = record[record["counts as a test"]]
     parts = []
-    for truth, word in ((False, "fixed at the estimates"), (True, "uncertain")):
-        rows = applies[applies["design"].str.contains("truth uncertain") == truth]
+    for truth in ("fixed", "uncertain"):
+        rows = tests[tests["truth"] == truth]
         if rows.empty:
             continue
         beyond = rows[rows["reading"] == "beyond the model"]
-        where = "; ".join(f"{r['test']}, {r['size']}" for _, r in beyond.iterrows())
-        parts.append(f"with the truth {word}, {len(beyond)} of {len(rows)} fell beyond the model"
+        where = "; ".join(f"the {r['model of']}'s model against the {r['later run']}, {r['size']}"
+                          for _, r in beyond.iterrows())
+        parts.append(f"with the truth {truth}, {len(beyond)} of {len(rows)} fell beyond the model"
                      + (f" ({where})" if where else ""))
-    text = ("Of the comparisons where the model applies, " + "; ".join(parts) + "."
-            if parts else "No comparison is one where the model applies.")
-    others = record[~record["model applies"]]
+    text = ("Of the comparisons that count as tests, " + "; ".join(parts) + "."
+            if parts else "No comparison counts as a test of the model yet.")
+    others = record[~record["counts as a test"]]
     if len(others):
-        text += (f" Of the {len(others)} that ask about what the model leaves out, "
-                 f"{int((others['reading'] == 'beyond the model').sum())} fell beyond it.")
+        text += (f" Of the {len(others)} that do not (the later run known when the model was written, or cells "
+                 f"whose learning rate changed), {int((others['reading'] == 'beyond the model').sum())} fell "
+                 "beyond it.")
     return text
 
 

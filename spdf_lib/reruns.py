@@ -34,6 +34,7 @@ from .verdicts import level_label
 
 __all__ = [
     "lr_search_from_finetunes", "load_committed", "RerunCheck", "rerun_check", "grid_commands", "rerun_provenance",
+    "provenance_table",
     "run_commits", "grid_only", "runs_overview", "grid_cells", "judge_profile", "substituted_verdicts",
     "verdicts_sentence",
     "RERUN_TEST_RULE", "RerunTest", "rerun_test", "rerun_summary", "relabel", "percell",
@@ -177,6 +178,14 @@ class RerunCheck:
                                                                 r["sparsity"]))
                           for _, r in self.cells.iterrows()], index=self.cells.index, dtype=bool)
 
+    @property
+    def n_outside_interval(self) -> int:
+        """How many judged cells have a re-run estimate outside the published run's 95% interval."""
+        if self.cells.empty:
+            return 0
+        est, lo, hi = self.cells["re-run estimate"], self.cells["published low"], self.cells["published high"]
+        return int(((est < lo) | (est > hi)).sum())
+
     def survives(self, hypothesis: str) -> bool | None:
         """True when every judged cell of ``hypothesis`` kept its outcome; None when none was judged."""
         rows = self.cells[self.cells["hypothesis"] == hypothesis] if not self.cells.empty else self.cells
@@ -229,6 +238,8 @@ class RerunCheck:
                              f"({r['task']}, {level_label(r['sparsity'])})".replace("  ", " "))
         if moves:
             text += "The estimates moved by up to " + " and ".join(moves) + ". "
+            text += (f"In {self.n_outside_interval} of the {len(self.cells)} cells the later run's estimate lies "
+                     "outside the first run's 95% interval. ")
         pre = self.pretraining
         pre = pre.dropna(subset=["relative change (%)"]) if not pre.empty else pre
         if not pre.empty:
@@ -470,6 +481,28 @@ def rerun_provenance(tables_root: Path, profile: str = "gpu", folder: str = "rer
     return text
 
 
+def provenance_table(tables_root: Path, profile: str, folders: Mapping[str, str]) -> pd.DataFrame:
+    """:func:`rerun_provenance` of several runs as one table (``folders``: run name -> folder under
+    ``tables_root/<profile>/``, "" for the published run's own logs): per run, where its logs are, the
+    GPU line of ``gpu_env.txt``, how many grid commands it ran, when the first started, their wall
+    time in all and the longest, named by its step (the minutes limit it was given)."""
+    import time
+
+    rows = []
+    for name, folder in folders.items():
+        logs = Path(tables_root) / profile / folder / "logs"
+        spans = [(step, end - start, end) for step, start, end in grid_commands(logs / "command_times.txt")]
+        longest = max(spans, key=lambda x: x[1]) if spans else None
+        first = min(end - took for _, took, end in spans) if spans else None
+        where = "/".join(part for part in (Path(tables_root).name, profile, folder, "logs") if part) + "/"
+        rows.append({"run": name, "logs": where,
+                     "GPU": _first_line(logs / "gpu_env.txt") or "not recorded", "grid commands": len(spans),
+                     "first started (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime(first)) if spans else "",
+                     "wall time (s)": round(sum(took for _, took, _ in spans)) if spans else math.nan,
+                     "longest command": f"{longest[0]} min limit: {longest[1]:,.0f} s" if longest else ""})
+    return pd.DataFrame(rows)
+
+
 def run_commits(stages: dict, size: str | None = None) -> list[str]:
     """The commits recorded in the environment of a run's results (``load_committed`` dict), optionally
     of one model size only, shortened to seven characters: which code computed them."""
@@ -497,7 +530,7 @@ def runs_overview(runs: Mapping[str, tuple[str, dict, str]], sizes: Sequence[str
     rows = []
     for name, (folder, stages, rule) in runs.items():
         grid = grid_only(stages, sizes, levels)
-        rows.append({"run": name, "folder": folder, "commits": ", ".join(run_commits(grid)), "learning rate": rule,
+        rows.append({"run": name, "folder": folder, "commits": ", ".join(run_commits(grid)), "learning-rate rule": rule,
                      "sizes": ", ".join(sorted({r["size"] for r in grid.get("pretrain", [])})),
                      **{column: len(grid.get(stage, [])) for stage, column in counted.items()}})
     return pd.DataFrame(rows)
@@ -622,6 +655,7 @@ def rerun_test(published: dict, rerun: dict, profile, forecasts: Sequence) -> Re
     before = judge_profile(grid_cells(published, profile), profile)
     after = {v.hypothesis: v for v in judge_profile(grid_cells(rerun, profile), profile)}
     frame = pd.DataFrame([{"hypothesis": v.hypothesis, "published verdict": v.verdict,
+                           "published cells": _outcome_counts(v),
                            "re-run verdict": after[v.hypothesis].verdict if v.hypothesis in after else "not judged",
                            "re-run cells": _outcome_counts(after[v.hypothesis]) if v.hypothesis in after else "",
                            "survives": v.hypothesis in after and after[v.hypothesis].verdict == v.verdict}
@@ -633,8 +667,7 @@ def rerun_test(published: dict, rerun: dict, profile, forecasts: Sequence) -> Re
                             first_seed=profile.pretrain_seeds[0], first_ft_seed=profile.finetune_seeds[0])
         checks.append(check)
         for forecast in forecasts:
-            c = replication.compare_with_run(forecast, check.cells, size,
-                                             f"H1 and H2 cells, {replication.design_label(forecast)}")
+            c = replication.compare_with_run(forecast, check.cells, size, "H1 and H2 cells")
             c["holds"] = not c["cells"] or replication.tail_reading(c["p at most observed"], c["draws"]) != "below"
             comparisons.append(c)
     return RerunTest(frame, comparisons, tuple(checks))
@@ -644,7 +677,7 @@ def rerun_summary(check: "RerunCheck", substituted: pd.DataFrame | None = None) 
     """One sentence for chapter 06's summary: which verdicts survived the second run of the small grid
     and, with ``substituted`` (:func:`substituted_verdicts`), what became of the headline verdicts."""
     judged = [h for h in ("H1", "H2") if check.survives(h) is not None]
-    fate = ", ".join(f"{h} {'survived' if check.survives(h) else 'did not survive'}" for h in judged)
+    fate = ", ".join(f"{h} {'kept every cell' if check.survives(h) else 'did not keep every cell'}" for h in judged)
     text = (f"A second run of the {check.size} grid from an empty cache kept the outcome of {check.n_same_outcome} of "
             f"{len(check.cells)} judged cells: {fate or 'nothing could be judged'}.")
     if substituted is not None and len(substituted):
@@ -656,9 +689,10 @@ def rerun_summary(check: "RerunCheck", substituted: pd.DataFrame | None = None) 
         else:
             text += " With those cells, every headline verdict would read the same."
     if check.n_same_outcome < len(check.cells):
-        text += (" A verdict survives here only when every one of its judged cells keeps its outcome, so its label can "
-                 "stay while its cells move. Verdicts move between runs more than their intervals alone suggest; the "
-                 "sections on the second run and on fresh runs show where the changes come from.")
+        text += (" That section asks every judged cell of a verdict to keep its outcome, a stricter test than the "
+                 "label alone, so a label can stay while its cells move. Verdicts move between runs more than their "
+                 "intervals alone suggest; the sections on the second run and on fresh runs show where the changes "
+                 "come from.")
     return text
 
 
@@ -768,11 +802,12 @@ def progress_table(logs: Mapping[str, Path]) -> pd.DataFrame:
     return frame[["run", *[c for c in frame.columns if c != "run"]]]
 
 
-def rerun_figure(check: "RerunCheck"):
-    """Figure: every judged cell of a re-run check as two intervals, the published run's and the second
-    run's (95%, as the verdict rules compute them), one panel per hypothesis with the line its rule
-    compares against (H1: ``-BLEU_MARGIN``; H2: 0). A cell whose outcome changed is drawn with filled
-    markers and named in bold, so the reader sees which cells sat close enough to the line to cross it."""
+def rerun_figure(check: "RerunCheck", names: tuple[str, str] = ("published run", "second run")):
+    """Figure: every judged cell of a re-run check as two intervals, the first run's and the later
+    one's (``names``, for the legend; 95%, as the verdict rules compute them), one panel per
+    hypothesis with the line its rule compares against (H1: ``-BLEU_MARGIN``; H2: 0). A cell whose
+    outcome changed is drawn with filled markers and named in bold, so the reader sees which cells sat
+    close enough to the line to cross it."""
     import matplotlib.pyplot as plt
 
     hypotheses = list(dict.fromkeys(check.cells["hypothesis"])) if not check.cells.empty else []
@@ -799,7 +834,7 @@ def rerun_figure(check: "RerunCheck"):
                 err = [[est - lo if not math.isnan(lo) else 0.0], [hi - est if not math.isnan(hi) else 0.0]]
                 ax.errorbar([est], [y + offset], xerr=err, fmt="o", capsize=3, color=colour,
                             markerfacecolor=colour if moved else "white",
-                            label=f"{'published run' if run == 'published' else 'second run'} (95% CI)")
+                            label=f"{names[0] if run == 'published' else names[1]} (95% CI)")
         line, label = lines.get(h, (0.0, "rule's line"))
         ax.axvline(line, color="tab:red", linestyle="--", linewidth=1, label=label)
         if h == "H1":

@@ -13,8 +13,9 @@ pre-training; fine-tuning is dense. The pieces, each explained in chapter 01:
 * :func:`sparsify` zeroes exactly ``floor(level * numel)`` entries of every selected weight and keeps
   the mask as a buffer ``weight_mask`` on its ``nn.Linear`` (so ``state_dict``, ``deepcopy``, pickling
   and ``model.to(device)`` keep it). The weight is stored already multiplied by the mask.
-* :func:`mask_grads_` (after ``backward``) and :func:`mask_weights_` (after ``optimizer.step``) keep
-  masked entries at exactly zero; with their gradients zero, AdamW's moments for them stay zero too.
+* :func:`mask_grads_` (after every ``backward``) keeps masked entries at exactly zero: with their
+  gradients zero, AdamW's moments for them stay zero too. :func:`mask_weights_` re-zeroes them as a
+  guard; the training loop calls it at checkpoints and at the end, not per step.
 * :func:`densify` removes the masks: the formerly masked weights start at 0 and learn.
 * :func:`magnitude_prune_` removes a fraction of the remaining weights by magnitude (chapter 08).
 * :func:`sparsity_report` gives target and actual sparsity per tensor and per group.
@@ -56,7 +57,8 @@ class SparsitySpec:
     """Sparsity declared as data (chapter 01), after the Cerebras configs of the SPDF runs.
 
     ``level``: fraction of zeros in every selected tensor, in [0, 1) (0 is the dense model).
-    ``init_method``: "random" (SPDF: a uniform random mask at initialization).
+    ``init_method``: "random" (SPDF: a uniform random mask at initialization), or "magnitude" for
+    masks produced by :func:`magnitude_prune_` (chapter 08).
     ``param_filter``: glob patterns over parameter names (``*`` also matches dots).
     ``seed``: seed of the generator that draws the masks.
     """
@@ -306,8 +308,9 @@ def mask_grads_(model: nn.Module) -> None:
 
 @torch.no_grad()
 def mask_weights_(model: nn.Module) -> None:
-    """Re-zero masked weights; call after ``optimizer.step``. With masked gradients AdamW already
-    leaves them at zero, so this guards against anything else writing to them (e.g. a loaded state)."""
+    """Re-zero masked weights, as a guard: the training loop calls it at checkpoints and at the end,
+    not per step. With masked gradients AdamW already leaves them at zero, so this only catches
+    anything else writing to them (e.g. a loaded state)."""
     _, weights, mask_list = _upkeep_lists(model)
     if weights:
         torch._foreach_mul_(list(weights), list(mask_list))

@@ -6,7 +6,13 @@ weights as an uninterrupted one (bit-identical on the CPU). Masks hold through t
 of masked weights are zeroed before ``optimizer.step()`` with one fused ``torch._foreach_mul_``.
 With a zero gradient AdamW's moments of a masked entry stay zero and its decoupled weight decay
 multiplies zero, so the weight stays exactly zero; the weights are re-zeroed anyway at every
-checkpoint and at the end, as a guard that costs nothing per step.
+checkpoint and at the end, as a guard that costs nothing per step. Which phase a run is, sparse
+pre-training or dense fine-tuning, the loop does not know: ``spdf_lib.runners`` sparsifies the model
+of a pre-training run before the loop and densifies the model of a fine-tuning run.
+
+The module also holds what the loop is configured with: :class:`OptimConfig` and :func:`lr_at`
+(linear warm-up, then cosine decay to a floor), :func:`make_optimizer` (AdamW, no decay on biases and
+norms) and :func:`mean_loss`.
 
 On CUDA the model runs under bf16 autocast and, for pre-training, ``torch.compile`` with CUDA graphs
 (``mode="reduce-overhead"``: the shapes never change, and a tiny model's step is otherwise bound by

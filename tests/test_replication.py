@@ -291,22 +291,22 @@ def test_the_design_table_has_a_row_per_design_and_a_column_per_hypothesis_and_t
 
 
 def test_the_record_reads_every_comparison_and_counts_those_beyond_the_model_per_reading_of_the_truth():
-    def comparison(design, kept, p, cells=4):
-        return {"label": "cells", "size": "s", "design": design, "cells": cells, "expected kept": 3.5,
-                "observed kept": kept, "p at most observed": p, "draws": 2000}
+    def comparison(uncertain, kept, p, cells=4):
+        return {"label": "cells", "size": "s", "design": "", "n models": 3, "truth uncertain": uncertain,
+                "cells": cells, "expected kept": 3.5, "observed kept": kept, "p at most observed": p, "draws": 2000}
 
-    fixed, uncertain = "3 models, truth = this run", "3 models, truth uncertain"
-    tests = {"a": [comparison(fixed, 1, 0.004), comparison(uncertain, 1, 0.2)],
-             "b": [comparison(fixed, 3, 0.4), comparison(fixed, 0, 0.0, cells=0)],
-             "rate changed": [comparison(fixed, 0, 0.001)]}
-    record = R.record_table(tests, outside=["rate changed"])
+    entries = [R.RecordEntry("a", "first run", "second run", True, [comparison(False, 1, 0.004),
+                                                                     comparison(True, 1, 0.2)]),
+               R.RecordEntry("b", "first run", "third run", True, [comparison(False, 3, 0.4),
+                                                                    comparison(False, 0, 0.0, cells=0)]),
+               R.RecordEntry("rate changed", "first run", "third run", False, [comparison(False, 0, 0.001)])]
+    record = R.record_table(entries)
     assert list(record["test"]) == ["a", "a", "b", "rate changed"]  # the comparison with no cells is left out
     assert list(record["reading"]) == ["beyond the model", "within", "within", "beyond the model"]
-    assert list(record["model applies"]) == [True, True, True, False]
+    assert list(record["truth"]) == ["fixed", "uncertain", "fixed", "fixed"]
+    assert list(record["counts as a test"]) == [True, True, True, False]
     text = R.record_sentence(record)
-    assert "truth fixed at the estimates, 1 of 2 fell beyond the model (a, s)" in text
+    assert "truth fixed, 1 of 2 fell beyond the model (the first run's model against the second run, s)" in text
     assert "truth uncertain, 0 of 1 fell beyond the model" in text
-    assert "Of the 1 that ask about what the model leaves out, 1 fell beyond it." in text
-    assert R.record_sentence(R.record_table({})) == "No forecast has been compared with a later run."
-    with pytest.raises(KeyError, match="not in tests"):
-        R.record_table(tests, outside=["c"])
+    assert "Of the 1 that do not" in text and "1 fell beyond it." in text
+    assert R.record_sentence(R.record_table([])) == "No forecast has been compared with a later run."

@@ -140,9 +140,12 @@ def test_a_cell_moved_across_the_margin_changes_outcome_and_a_small_move_does_no
     text = flipped.sentence()
     assert "3 kept their outcome" in text and "from *preserved* to *degraded*" in text
     assert "H1 does not survive" in text and "H2 survives" in text
+    assert flipped.n_outside_interval == 1  # the moved estimate left the published interval
+    assert "In 1 of the 4 cells the later run's estimate lies outside" in flipped.measured()
 
     nudged = _check(_grid(), _grid(value_shift={("e2e", 0.5): -0.1}))
     assert nudged.cells["same outcome"].all()
+    assert nudged.n_outside_interval == 0
     assert nudged.cells.set_index("task").loc["E2E", "change in estimate"] == pytest.approx(-0.1)
 
 
@@ -235,6 +238,20 @@ def test_rerun_provenance_reads_the_gpu_and_the_command_times(tmp_path):
     assert "no log" in reruns.rerun_provenance(tmp_path / "elsewhere")
 
 
+def test_the_provenance_table_has_a_row_per_run_with_its_gpu_and_grid_commands(tmp_path):
+    logs = tmp_path / "gpu" / "rerun" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "gpu_env.txt").write_text("Some GPU, 1.2.3\ntorch x\n")
+    (logs / "command_times.txt").write_text("100 start setup\n110 end setup\n120 start 8.4\n420 end 8.4\n"
+                                            "430 start 8.5\n530 end 8.5\n")
+    table = reruns.provenance_table(tmp_path, "gpu", {"second": "rerun", "missing": "nowhere"})
+    row, gone = table.iloc[0], table.iloc[1]
+    assert (row["GPU"], row["grid commands"], row["wall time (s)"]) == ("Some GPU, 1.2.3", 2, 400)
+    assert row["longest command"] == "8.4 min limit: 300 s" and row["first started (UTC)"] == "1970-01-01 00:02"
+    assert row["logs"] == f"{tmp_path.name}/gpu/rerun/logs/"
+    assert (gone["GPU"], gone["grid commands"]) == ("not recorded", 0) and math.isnan(gone["wall time (s)"])
+
+
 @pytest.mark.skipif(not (TABLES / "gpu" / "rerun" / "gpu" / "runs").is_dir(), reason="no committed re-run")
 def test_the_committed_check_covers_every_small_h1_and_h2_cell():
     from spdf_lib.profiles import get_profile
@@ -267,11 +284,11 @@ def test_the_committed_check_covers_every_small_h1_and_h2_cell():
     assert {(r["task"], r["sparsity"]): r["chosen"] for _, r in searches.iterrows()} == rebuilt
 
 
-def test_the_summary_line_says_which_verdicts_survived():
+def test_the_summary_line_says_which_verdicts_kept_every_cell():
     same = reruns.rerun_summary(_check(_grid(), _grid()))
-    assert "H1 survived, H2 survived" in same and "4 of 4 judged cells" in same
+    assert "H1 kept every cell, H2 kept every cell" in same and "4 of 4 judged cells" in same
     flipped = reruns.rerun_summary(_check(_grid(), _grid(value_shift={("e2e", 0.5): -5.0})))
-    assert "H1 did not survive, H2 survived" in flipped and "3 of 4" in flipped
+    assert "H1 did not keep every cell, H2 kept every cell" in flipped and "3 of 4" in flipped
 
 
 def test_the_summary_line_only_warns_when_something_changed():
@@ -421,7 +438,7 @@ def test_the_runs_overview_counts_grid_results_only():
     run["eval"].append(_ev(0.0, "e2e", 1e-3, 0, 1.0, 1.0, variant="rigl"))  # chapter 09's
     frame = reruns.runs_overview({"a": ("tables/a/", run, "per cell")}, [SIZE], LEVELS)
     row = frame.iloc[0]
-    assert row["pre-trainings"] == len(LEVELS) * len(SPREAD) and row["learning rate"] == "per cell"
+    assert row["pre-trainings"] == len(LEVELS) * len(SPREAD) and row["learning-rate rule"] == "per cell"
     assert row["evaluations"] == len(LEVELS) * len(TASKS) * (len(SPREAD) + 1) and row["sizes"] == SIZE
 
 
