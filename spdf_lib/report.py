@@ -103,7 +103,9 @@ def show(frame: pd.DataFrame, digits: int = 3, caption: str | None = None):
         caption = f"{caption} {note}" if caption else note
     styler = shown.style.hide(axis="index").format(lambda v: _display_cell(v, digits), escape="html")
     styler = styler.set_table_styles([{"selector": "td, th", "props": "white-space: normal; text-align: left;"},
-                                      {"selector": "caption", "props": "caption-side: top; text-align: left;"}])
+                                      # a table wider than the page scrolls; its caption stays in view and wraps
+                                      {"selector": "caption", "props": "caption-side: top; text-align: left; "
+                                       "position: sticky; left: 0; max-width: min(100vw, 43em);"}])
     if caption:
         styler = styler.set_caption(caption)
     return styler

@@ -220,7 +220,15 @@ _READER_CHECKS = """() => {
     if (!/^(Figure|Fig\\.) [0-9A-Z]+(\\.[0-9]+)?[:.]/.test(text)) uncaptioned.push([img.currentSrc || img.src, text.slice(0, 80)]);
   }
   const downloads = [...document.querySelectorAll('a[href*="_downloads/"]')].map(a => a.getAttribute('href'));
-  return {cut, uncaptioned, downloads, text: document.body.innerText, html: document.documentElement.outerHTML};
+  // a table wider than the page scrolls inside its output; its caption must stay readable without scrolling
+  const wideCaptions = [];
+  for (const caption of document.querySelectorAll('table caption')) {
+    let box = caption.closest('table').parentElement;
+    while (box && !['auto', 'scroll'].includes(getComputedStyle(box).overflowX)) box = box.parentElement;
+    if (box && caption.getBoundingClientRect().width > box.clientWidth + 2) wideCaptions.push(caption.innerText.slice(0, 60));
+  }
+  return {cut, uncaptioned, downloads, wideCaptions, text: document.body.innerText,
+          html: document.documentElement.outerHTML};
 }"""
 
 
@@ -259,6 +267,9 @@ def test_page_loads_cleanly_in_a_browser(site, browser_context, smoke_book, smok
         assert not bad, f"failed requests on {page_name}: {bad}"
         seen = page.evaluate(_READER_CHECKS)
         assert not seen["cut"], f"table cells cut short on {page_name}: {seen['cut'][:10]}"
+        assert not seen["wideCaptions"], \
+            f"table captions wider than the page on {page_name} (the reader must scroll to read them): " \
+            f"{seen['wideCaptions'][:5]}"
         assert not seen["uncaptioned"], \
             f"figures without a caption ('Figure N.M: ...' in the cell after them) on {page_name}: {seen['uncaptioned']}"
         roots = _named_roots(seen["html"], _machine_roots(smoke_book.root))
