@@ -839,8 +839,8 @@ def rerun_figure(check: "RerunCheck", names: tuple[str, str] = ("published run",
         ax.axvline(line, color="tab:red", linestyle="--", linewidth=1, label=label)
         if h == "H1":
             ax.axvline(0.0, color="gray", linewidth=1)
-        names = [f"{r['task']}, {level_label(r['sparsity'])}" for _, r in rows.iterrows()]
-        ax.set_yticks(ys, names, fontsize=8)
+        ticks = [f"{r['task']}, {level_label(r['sparsity'])}" for _, r in rows.iterrows()]
+        ax.set_yticks(ys, ticks, fontsize=8)
         for tick, (_, r) in zip(ax.get_yticklabels(), rows.iterrows()):
             if not bool(r["same outcome"]):
                 tick.set_fontweight("bold")

@@ -338,6 +338,10 @@ def test_the_rerun_figure_draws_both_runs_of_every_cell_and_marks_the_changed_on
     assert not [t for t in h2.get_yticklabels() if t.get_fontweight() == "bold"]
     lines = {tuple(line.get_xdata()) for line in h1.get_lines() if line.get_linestyle() == "--"}
     assert (-verdicts.BLEU_MARGIN, -verdicts.BLEU_MARGIN) in lines
+    named = reruns.rerun_figure(check, names=("run A", "run B"))
+    for ax in named.axes:  # every panel's legend names the two runs, not its cells
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert "run A (95% CI)" in legend and "run B (95% CI)" in legend, legend
     # the shown table keeps the intervals as text and leaves their numeric bounds to the figure
     assert "published low" in check.cells.columns and "published low" not in check.table.columns
     empty = reruns.rerun_figure(dataclasses.replace(check, cells=check.cells.iloc[0:0]))
