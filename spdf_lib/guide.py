@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
+__all__ = ["Stop", "READING_PATH", "METHOD", "GRID", "JUDGE", "SERVE", "PACKAGE", "package_modules", "lines_of",
+           "reading_path", "leg_lines", "path_sentence"]
+
 PACKAGE = Path(__file__).resolve().parent
 
 
