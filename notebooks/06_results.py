@@ -532,14 +532,14 @@ display(report.show(reruns.relabel(
     "Every H1 and H2 cell of the first published run and of the published run, both sizes, each at the rates "
     "its own rule chose (BLEU points for H1, nats per token for H2). 'same rates': every cell the rule reads "
     "had the same rate in both runs.")))
-later_comparisons, later_changed = [], []  # the second list: cells whose rate changed, which the model leaves out
+later_same, later_changed = [], []  # the second: cells whose rate changed, which the model leaves out
 for size, c in later.items():
-    for u, f in zip(("fixed", "uncertain"), first_forecasts):
-        later_comparisons.append(replication.compare_with_run(
-            f, c.cells[c.same_rates], size, f"judged cells at the same rates, truth {u}"))
+    later_same += [replication.compare_with_run(f, c.cells[c.same_rates], size,
+                                                f"judged cells at the same rates, truth {u}")
+                   for u, f in zip(("fixed", "uncertain"), first_forecasts)]
     later_changed.append(replication.compare_with_run(first_forecasts[0], c.cells[~c.same_rates], size,
                                                       "judged cells that read a cell whose rate changed"))
-    later_comparisons.append(later_changed[-1])
+later_comparisons = [c for size in later for c in [*later_same, *later_changed] if c["size"] == size]
 display(Markdown("**The published run, a test.** "
                  + replication.comparison_sentence(later_comparisons, run="published run")))
 verdicts_moved = reruns.verdicts_sentence(reruns.judge_profile(first_cells, PER_CELL), judge_gpu(published_cells),
@@ -565,8 +565,8 @@ display(Markdown(verdicts_moved))
 # often would a fresh run agree?". The run was made afterwards: the whole grid under the published
 # run's keys, seeds and learning-rate rule, from an empty cache and an empty results folder, on a
 # lent GPU of the same type, in the same sequence of commands. Its commit is a later one, at which
-# only the code that reads and compares runs had changed, not the code that computes them; the run
-# keys are the same. It is committed under `tables/gpu/shared_rerun/`, and in this section "re-run"
+# only the code that reads, compares and reports runs had changed, not the code that computes them;
+# the run keys are the same. It is committed under `tables/gpu/shared_rerun/`, and in this section "re-run"
 # means it.
 
 # %%
@@ -650,8 +650,7 @@ Entry = replication.RecordEntry
 record = replication.record_table([
     Entry("known when written", "first published run", "second run", False, second_comparisons),
     Entry("rate changed", "first published run", "second run", False, [rate_changed]),
-    Entry("partly blind", "first published run", "published run", True,
-          [c for c in later_comparisons if c not in later_changed]),
+    Entry("partly blind", "first published run", "published run", True, later_same),
     Entry("rate changed", "first published run", "published run", False, later_changed),
     *([Entry("rule fixed before the run", "published run", "re-run", True, next_test.comparisons)]
       if next_test is not None else [])])

@@ -240,7 +240,6 @@ def forecast(cells: dict, judge: Callable[[dict], Sequence[V.Verdict]], n_models
 OUTCOME_COLUMNS = ("P(for)", "P(inconclusive)", "P(against)", "P(not computable)")
 
 
-
 def forecast_pair(cells: dict, judge: Callable[[dict], Sequence[V.Verdict]],
                   n_models: int | Mapping[str, int] | None = None, draws: int = 1000,
                   seed: int = 0) -> tuple[Forecast, Forecast]:
@@ -248,6 +247,7 @@ def forecast_pair(cells: dict, judge: Callable[[dict], Sequence[V.Verdict]],
     truth fixed at this run's estimates, then with the truth uncertain, same draws and seed."""
     return tuple(forecast(cells, judge, n_models=n_models, draws=draws, seed=seed, truth_uncertain=u)
                  for u in (False, True))
+
 
 def _outcomes(hypothesis: str) -> tuple[str, ...]:
     good, bad = ("preserved", "degraded") if hypothesis == "H1" else ("supported", "contradicted")

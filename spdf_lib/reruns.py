@@ -33,8 +33,8 @@ from .findings import VERDICT_VIEW, plural
 from .verdicts import level_label
 
 __all__ = [
-    "lr_search_from_finetunes", "load_committed", "RerunCheck", "rerun_check", "grid_commands", "rerun_provenance",
-    "provenance_table",
+    "lr_search_from_finetunes", "load_committed", "RerunCheck", "rerun_check", "grid_commands", "RunLogs",
+    "run_logs", "rerun_provenance", "provenance_table",
     "run_commits", "grid_only", "runs_overview", "grid_cells", "judge_profile", "substituted_verdicts",
     "verdicts_sentence",
     "RERUN_TEST_RULE", "RerunTest", "rerun_test", "rerun_summary", "relabel", "percell",
@@ -448,31 +448,64 @@ def _first_line(path: Path) -> str | None:
     return next((ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()), None)
 
 
+@dataclass(frozen=True)
+class RunLogs:
+    """What a committed run's logs say of where and how long it ran (:func:`run_logs`): the folder
+    (as shown, relative to the repository), the GPU line of ``gpu_env.txt`` (None when absent), and
+    the (step, seconds, end) of every command that ran the grid."""
+
+    where: str
+    gpu: str | None
+    spans: tuple[tuple[str, float, float], ...]
+
+    @property
+    def total_s(self) -> float:
+        return sum(took for _, took, _ in self.spans)
+
+    @property
+    def longest(self) -> tuple[str, float, float] | None:
+        return max(self.spans, key=lambda x: x[1]) if self.spans else None
+
+    @property
+    def first_started(self) -> float | None:
+        """The unix time the first grid command started."""
+        return min(end - took for _, took, end in self.spans) if self.spans else None
+
+
+def run_logs(tables_root: Path, profile: str, folder: str) -> RunLogs:
+    """The logs of a committed run in ``tables_root/<profile>/<folder>/logs/`` (``folder=""``: the
+    published run's own): ``gpu_env.txt`` and the grid commands of ``command_times.txt``
+    (:func:`grid_commands`, set-up and benchmark steps left out)."""
+    logs = Path(tables_root) / profile / folder / "logs"
+    where = "/".join(part for part in (Path(tables_root).name, profile, folder, "logs") if part) + "/"
+    spans = tuple((step, end - start, end) for step, start, end in grid_commands(logs / "command_times.txt"))
+    return RunLogs(where, _first_line(logs / "gpu_env.txt"), spans)
+
+
+def _utc(stamp: float, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    import time
+
+    return time.strftime(fmt, time.gmtime(stamp))
+
+
 def rerun_provenance(tables_root: Path, profile: str = "gpu", folder: str = "rerun", label: str = "re-run",
                      beside_published: bool = True) -> str:
-    """Where and how long a committed further run of ``profile`` ran, from its logs in
-    ``tables_root/<profile>/<folder>/logs/``: the GPU line of ``gpu_env.txt`` and the wall time of each
-    command of ``command_times.txt`` (unix-time ``start``/``end`` lines) that ran the grid (set-up and
-    benchmark steps, ``NOT_GRID_STEPS``, left out); ``folder=""`` reads the published run's own logs.
-    ``label`` names the run in the sentence; with
-    ``beside_published`` the published run's GPU line follows, for comparison."""
-    logs = Path(tables_root) / profile / folder / "logs"
-    if not logs.is_dir():
+    """Where and how long a committed further run of ``profile`` ran, from its logs
+    (:func:`run_logs`): the GPU line of ``gpu_env.txt`` and the wall time of each command of
+    ``command_times.txt`` (unix-time ``start``/``end`` lines) that ran the grid (set-up and benchmark
+    steps, ``NOT_GRID_STEPS``, left out); ``folder=""`` reads the published run's own logs. ``label``
+    names the run in the sentence; with ``beside_published`` the published run's GPU line follows, for
+    comparison."""
+    if not (Path(tables_root) / profile / folder / "logs").is_dir():
         return f"There is no log of a {label} of profile `{profile}` in this checkout."
-    gpu = _first_line(logs / "gpu_env.txt")
-    spans = [(name, end - start, end) for name, start, end in grid_commands(logs / "command_times.txt")]
-    where = "`" + "/".join(part for part in (Path(tables_root).name, profile, folder, "logs") if part) + "/`"
-    text = (f"The {label}'s log ({where}) gives its GPU as `{gpu}` (the first line of `gpu_env.txt`)"
-            if gpu else f"The {label}'s log ({where}) does not name its GPU")
-    if spans:
-        import time
-
-        total = sum(s for _, s, _ in spans)
-        longest = max(spans, key=lambda x: x[1])
-        first = min(stamp - s for _, s, stamp in spans)
-        day = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(first))
-        text += (f"; its {plural(len(spans), 'grid command')} started at {day} and took {total:,.0f} s of wall "
-                 f"time in all, the longest ({longest[0]!r} in `command_times.txt`) {longest[1]:,.0f} s.")
+    run = run_logs(tables_root, profile, folder)
+    text = (f"The {label}'s log (`{run.where}`) gives its GPU as `{run.gpu}` (the first line of `gpu_env.txt`)"
+            if run.gpu else f"The {label}'s log (`{run.where}`) does not name its GPU")
+    if run.spans:
+        step, took, _ = run.longest
+        text += (f"; its {plural(len(run.spans), 'grid command')} started at {_utc(run.first_started)} UTC and took "
+                 f"{run.total_s:,.0f} s of wall time in all, the longest ({step!r} in `command_times.txt`) "
+                 f"{took:,.0f} s.")
     else:
         text += "; it records no command times."
     published_gpu = _first_line(Path(tables_root) / profile / "logs" / "gpu_env.txt")
@@ -486,20 +519,13 @@ def provenance_table(tables_root: Path, profile: str, folders: Mapping[str, str]
     ``tables_root/<profile>/``, "" for the published run's own logs): per run, where its logs are, the
     GPU line of ``gpu_env.txt``, how many grid commands it ran, when the first started, their wall
     time in all and the longest, named by its step (the minutes limit it was given)."""
-    import time
-
     rows = []
     for name, folder in folders.items():
-        logs = Path(tables_root) / profile / folder / "logs"
-        spans = [(step, end - start, end) for step, start, end in grid_commands(logs / "command_times.txt")]
-        longest = max(spans, key=lambda x: x[1]) if spans else None
-        first = min(end - took for _, took, end in spans) if spans else None
-        where = "/".join(part for part in (Path(tables_root).name, profile, folder, "logs") if part) + "/"
-        rows.append({"run": name, "logs": where,
-                     "GPU": _first_line(logs / "gpu_env.txt") or "not recorded", "grid commands": len(spans),
-                     "first started (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime(first)) if spans else "",
-                     "wall time (s)": round(sum(took for _, took, _ in spans)) if spans else math.nan,
-                     "longest command": f"{longest[0]} min limit: {longest[1]:,.0f} s" if longest else ""})
+        run = run_logs(tables_root, profile, folder)
+        rows.append({"run": name, "logs": run.where, "GPU": run.gpu or "not recorded", "grid commands": len(run.spans),
+                     "first started (UTC)": _utc(run.first_started) if run.spans else "",
+                     "wall time (s)": round(run.total_s) if run.spans else math.nan,
+                     "longest command": f"{run.longest[0]} min limit: {run.longest[1]:,.0f} s" if run.spans else ""})
     return pd.DataFrame(rows)
 
 
